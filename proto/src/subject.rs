@@ -1,0 +1,116 @@
+//! NATS names: subjects, streams and consumers. Built and parsed only here,
+//! so that permissions (one ward, its own subjects) follow from one place.
+//!
+//! - ward events: `treem.v1.events.<province>.<town>.<ward>.<kind>` where
+//!   `<kind>` is the event kind, e.g. `case.opened` (so two tokens);
+//! - town projections: `treem.v1.projections.<province>.<town>.<view>`;
+//! - stream of a town's ward events: `TREEM_EVENTS_<province>_<town>`;
+//! - stream of a province's projections: `TREEM_PROJECTIONS_<province>`.
+
+use crate::event::{Envelope, Event};
+
+pub const PREFIX: &str = "treem.v1";
+
+/// A ward's place in the hierarchy, as used in subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WardPath {
+    pub province: String,
+    pub town: String,
+    pub ward: String,
+}
+
+pub fn event_subject(env: &Envelope) -> String {
+    format!("{PREFIX}.events.{}.{}.{}.{}", env.province, env.town, env.ward, env.event.kind())
+}
+
+/// Every event of every ward of one town.
+pub fn town_events_filter(province: &str, town: &str) -> String {
+    format!("{PREFIX}.events.{province}.{town}.>")
+}
+
+/// Every event of one ward.
+pub fn ward_events_filter(province: &str, town: &str, ward: &str) -> String {
+    format!("{PREFIX}.events.{province}.{town}.{ward}.>")
+}
+
+pub fn town_events_stream(province: &str, town: &str) -> String {
+    format!("TREEM_EVENTS_{province}_{town}")
+}
+
+pub fn town_consumer(town: &str) -> String {
+    format!("town-{town}")
+}
+
+/// The view a town forwards: indicator numerators and denominators.
+pub const VIEW_INDICATORS: &str = "indicators";
+
+pub fn projection_subject(province: &str, town: &str, view: &str) -> String {
+    format!("{PREFIX}.projections.{province}.{town}.{view}")
+}
+
+pub fn province_projections_filter(province: &str) -> String {
+    format!("{PREFIX}.projections.{province}.>")
+}
+
+pub fn province_projections_stream(province: &str) -> String {
+    format!("TREEM_PROJECTIONS_{province}")
+}
+
+pub fn province_consumer(province: &str) -> String {
+    format!("province-{province}")
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SubjectError {
+    #[error("subject {0:?} is not a treem event subject (treem.v1.events.<province>.<town>.<ward>.<kind>)")]
+    NotEvent(String),
+    #[error("subject {0:?} names unknown kind {1:?}")]
+    UnknownKind(String, String),
+    #[error("subject {0:?} is not a treem projection subject (treem.v1.projections.<province>.<town>.<view>)")]
+    NotProjection(String),
+}
+
+/// Parses an event subject into the ward it claims and the kind.
+pub fn parse_event_subject(subject: &str) -> Result<(WardPath, &str), SubjectError> {
+    let rest = subject
+        .strip_prefix(PREFIX)
+        .and_then(|r| r.strip_prefix(".events."))
+        .ok_or_else(|| SubjectError::NotEvent(subject.into()))?;
+    let mut parts = rest.splitn(4, '.');
+    let (Some(p), Some(t), Some(w), Some(kind)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(SubjectError::NotEvent(subject.into()));
+    };
+    if !Event::KINDS.contains(&kind) {
+        return Err(SubjectError::UnknownKind(subject.into(), kind.into()));
+    }
+    Ok((WardPath { province: p.into(), town: t.into(), ward: w.into() }, kind))
+}
+
+/// Parses a projection subject into (province, town, view).
+pub fn parse_projection_subject(subject: &str) -> Result<(&str, &str, &str), SubjectError> {
+    let rest = subject
+        .strip_prefix(PREFIX)
+        .and_then(|r| r.strip_prefix(".projections."))
+        .ok_or_else(|| SubjectError::NotProjection(subject.into()))?;
+    let mut parts = rest.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(p), Some(t), Some(v), None) => Ok((p, t, v)),
+        _ => Err(SubjectError::NotProjection(subject.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_subjects_round_trip() {
+        let (path, kind) = parse_event_subject("treem.v1.events.70.690.25320.case.opened").unwrap();
+        assert_eq!(path.ward, "25320");
+        assert_eq!(path.town, "690");
+        assert_eq!(kind, "case.opened");
+        assert!(matches!(parse_event_subject("treem.v1.events.70.690.25320.case.eaten"), Err(SubjectError::UnknownKind(..))));
+        assert!(parse_event_subject("other.v1.events.70").is_err());
+        assert_eq!(parse_projection_subject("treem.v1.projections.70.690.indicators").unwrap(), ("70", "690", "indicators"));
+    }
+}
