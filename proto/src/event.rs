@@ -77,21 +77,31 @@ pub enum Event {
 /// Population groups that serve as denominators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// serde's snake_case glues digits to the word before them (`children_under16`);
+// the wire names are those of `name()`, spelled out variant by variant.
 pub enum PopulationGroup {
     /// Trẻ em dưới 16 tuổi — every child under the Law on Children.
+    #[serde(rename = "children_under_16")]
     ChildrenUnder16,
+    #[serde(rename = "children_under_5")]
     ChildrenUnder5,
+    #[serde(rename = "children_under_1")]
     ChildrenUnder1,
     /// Trẻ đẻ sống in the year.
     LiveBirths,
+    #[serde(rename = "children_aged_5")]
     ChildrenAged5,
     /// 5 to 17 years (child labour, indicator 10).
+    #[serde(rename = "children_aged_5_to_17")]
     ChildrenAged5To17,
     /// 7 years and older, under 16 (indicator 22).
+    #[serde(rename = "children_aged_7_plus")]
     ChildrenAged7Plus,
     /// 11 years and older, under 16 (indicator 24).
+    #[serde(rename = "children_aged_11_plus")]
     ChildrenAged11Plus,
     /// Up to 8 years (indicator 2).
+    #[serde(rename = "children_up_to_8")]
     ChildrenUpTo8,
     /// Marriages registered in the year (denominator of indicator 13).
     MarriagesRegistered,
@@ -218,6 +228,13 @@ impl CaseCategory {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.name() == s)
     }
+    /// A state (special circumstances, child labour) counts in every year the
+    /// case is open, from the year it opened to the year it closed; an
+    /// incident (abuse, injury, marriage, disaster) counts in the year it
+    /// happened, the case's `year`.
+    pub fn counts_while_open(self) -> bool {
+        matches!(self, Self::SpecialCircumstances | Self::ChildLabour)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -225,6 +242,15 @@ impl CaseCategory {
 pub enum Sex {
     Female,
     Male,
+}
+
+impl Sex {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sex::Female => "female",
+            Sex::Male => "male",
+        }
+    }
 }
 
 /// Coarse age at the time the case was opened. Never a birth date.

@@ -1,1 +1,152 @@
-//! placeholder
+//! # treem-town — the town aggregator (thị xã)
+//!
+//! Consumes every ward's events from the town's JetStream stream through a
+//! durable pull consumer, applies each exactly once in that ward's order
+//! ([`fold`]), keeps the projections and the consumer position together in
+//! sled ([`store`]), serves the town office over HTTP ([`http`]) and forwards
+//! per-year numerators and denominators to the province through a durable
+//! outbox ([`forwarder`]). [`rebuild`] replays the stream into a fresh store.
+//!
+//! Owns: the fold, the town store, the town API. Does not own: the wire
+//! format (`treem-proto`), ward logs, province roll-ups. Never holds a
+//! child's identity: cases arrive pseudonymous with coarse attributes.
+
+pub mod config;
+pub mod consumer;
+pub mod fold;
+pub mod forwarder;
+pub mod http;
+pub mod keys;
+pub mod kv;
+pub mod projection;
+pub mod rebuild;
+pub mod store;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use treem_proto::catalogue::Catalogue;
+
+pub use config::Config;
+use fold::Ctx;
+use store::TownStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    AddrFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("NATS connection options are invalid: {0}")]
+    Nats(String),
+}
+
+/// State shared by the tasks and the HTTP handlers.
+pub struct Shared {
+    pub config: Config,
+    pub ctx: Arc<Ctx>,
+    pub store: TownStore,
+    /// The town's ward codes and names, in hierarchy order.
+    pub wards: Vec<String>,
+    pub ward_names: Vec<String>,
+    pub last_error: Mutex<Option<String>>,
+    pub forward_error: Mutex<Option<String>>,
+    pub applied_total: AtomicU64,
+    pub forwarded_version: AtomicU64,
+    pub applied_notify: Notify,
+}
+
+/// A running town aggregator.
+pub struct Node {
+    pub http_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Writes `addr` to `<data_dir>/http.addr` (write, then rename).
+pub fn write_addr_file(data_dir: &std::path::Path, addr: SocketAddr) -> Result<(), Error> {
+    let path = data_dir.join("http.addr");
+    let tmp = data_dir.join("http.addr.tmp");
+    std::fs::write(&tmp, addr.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| Error::AddrFile { path, source })
+}
+
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Error> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2000)))
+        .connect(url)
+        .await
+        .map_err(|e| Error::Nats(e.to_string()))
+}
+
+/// Opens the store, binds HTTP and starts consuming and forwarding.
+pub async fn start(config: Config) -> Result<Node, Error> {
+    let hierarchy = config.validate()?;
+    let town = hierarchy.town(&config.province, &config.town).map_err(|e| config::ConfigError::Hierarchy(e.to_string()))?;
+    let wards: Vec<String> = town.wards.iter().map(|w| w.code.clone()).collect();
+    let ward_names: Vec<String> = town.wards.iter().map(|w| format!("{} {}", w.kind, w.name)).collect();
+    let store = TownStore::open(&config.data_dir.join("store"))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| Error::Bind { addr: config.http_addr, source })?;
+    let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.http_addr, source })?;
+    let ctx = Ctx { province: config.province.clone(), town: config.town.clone(), hierarchy, catalogue: Catalogue::shipped() };
+    let client = connect(&config.nats_url, &format!("treem-town-{}", config.town)).await?;
+    let js = async_nats::jetstream::new(client);
+    let shared = Arc::new(Shared {
+        config,
+        ctx: Arc::new(ctx),
+        store,
+        wards,
+        ward_names,
+        last_error: Mutex::new(None),
+        forward_error: Mutex::new(None),
+        applied_total: AtomicU64::new(0),
+        forwarded_version: AtomicU64::new(0),
+        applied_notify: Notify::new(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let forward = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(consumer::run(shared.clone(), js.clone(), forward.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(forwarder::run(shared.clone(), js, forward, stop_rx.clone())));
+    let app = http::router(shared.clone());
+    let mut http_stop = stop_rx;
+    tasks.push(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "town HTTP server failed");
+        }
+    }));
+    write_addr_file(&shared.config.data_dir, http_addr)?;
+    tracing::info!(town = %shared.config.town, %http_addr, "town aggregator started");
+    Ok(Node { http_addr, shared, stop, tasks })
+}
+
+impl Node {
+    /// Stops consuming, forwarding and serving; waits for every task; flushes.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        if let Err(e) = self.shared.store.sync() {
+            tracing::error!(error = %e, "final flush of the town store failed");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Town aggregator configuration: one TOML file, every field overridable by
+//! an environment variable `TREEM_TOWN_<FIELD>`, validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use treem_proto::hierarchy::Hierarchy;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Province code of this town (Bình Phước: "70").
+    pub province: String,
+    /// Town code (Bình Long: "690").
+    pub town: String,
+    /// Where the sled projection store lives.
+    pub data_dir: PathBuf,
+    /// HTTP API address; port 0 picks a free one (written to `<data_dir>/http.addr`).
+    pub http_addr: SocketAddr,
+    pub nats_url: String,
+    /// JetStream de-duplication window of the ward event stream, in seconds.
+    /// A first line only: the town de-duplicates by ward sequence whatever the window.
+    pub duplicate_window_secs: u64,
+    /// Messages fetched and applied per atomic commit.
+    pub batch_size: usize,
+    /// Back-off bounds while NATS or the province stream is unreachable.
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Another hierarchy file than the shipped one.
+    pub hierarchy_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            province: "70".into(),
+            town: "690".into(),
+            data_dir: PathBuf::from("data/town"),
+            http_addr: "127.0.0.1:7420".parse().expect("valid default address"),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            duplicate_window_secs: 600,
+            batch_size: 1000,
+            backoff_min_ms: 100,
+            backoff_max_ms: 5000,
+            hierarchy_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML for the town: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("environment variable {var}={value:?} is not valid: {detail}")]
+    Env { var: String, value: String, detail: String },
+    #[error("hierarchy: {0}")]
+    Hierarchy(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path` (or the defaults), then applies `TREEM_TOWN_*` overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p.into(), detail: e.to_string() })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env { var: var.into(), value, detail: e.to_string() })
+        }
+        let v = |k: &str| get(&format!("TREEM_TOWN_{k}")).map(|x| (format!("TREEM_TOWN_{k}"), x));
+        if let Some((_, x)) = v("PROVINCE") {
+            self.province = x;
+        }
+        if let Some((_, x)) = v("TOWN") {
+            self.town = x;
+        }
+        if let Some((_, x)) = v("DATA_DIR") {
+            self.data_dir = x.into();
+        }
+        if let Some((k, x)) = v("HTTP_ADDR") {
+            self.http_addr = parse(&k, x)?;
+        }
+        if let Some((_, x)) = v("NATS_URL") {
+            self.nats_url = x;
+        }
+        if let Some((k, x)) = v("DUPLICATE_WINDOW_SECS") {
+            self.duplicate_window_secs = parse(&k, x)?;
+        }
+        if let Some((k, x)) = v("BATCH_SIZE") {
+            self.batch_size = parse(&k, x)?;
+        }
+        if let Some((k, x)) = v("BACKOFF_MIN_MS") {
+            self.backoff_min_ms = parse(&k, x)?;
+        }
+        if let Some((k, x)) = v("BACKOFF_MAX_MS") {
+            self.backoff_max_ms = parse(&k, x)?;
+        }
+        if let Some((_, x)) = v("HIERARCHY_FILE") {
+            self.hierarchy_file = Some(x.into());
+        }
+        Ok(())
+    }
+
+    pub fn hierarchy(&self) -> Result<Hierarchy, ConfigError> {
+        match &self.hierarchy_file {
+            None => Ok(Hierarchy::shipped()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                Hierarchy::parse(&text).map_err(|e| ConfigError::Hierarchy(e.to_string()))
+            }
+        }
+    }
+
+    /// Checks everything that can be checked without starting.
+    pub fn validate(&self) -> Result<Hierarchy, ConfigError> {
+        let h = self.hierarchy()?;
+        h.town(&self.province, &self.town).map_err(|e| ConfigError::Hierarchy(e.to_string()))?;
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err(ConfigError::Invalid(format!("batch_size {} must be 1–10000", self.batch_size)));
+        }
+        if self.backoff_min_ms == 0 || self.backoff_min_ms > self.backoff_max_ms {
+            return Err(ConfigError::Invalid("backoff_min_ms must be ≥ 1 and ≤ backoff_max_ms".into()));
+        }
+        if self.duplicate_window_secs == 0 {
+            return Err(ConfigError::Invalid("duplicate_window_secs must be at least 1".into()));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_validation() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "TREEM_TOWN_BATCH_SIZE" => Some("50".into()),
+            "TREEM_TOWN_NATS_URL" => Some("nats://10.0.0.1:4222".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.batch_size, 50);
+        assert_eq!(c.nats_url, "nats://10.0.0.1:4222");
+        assert!(c.validate().is_ok());
+        let err = c.apply_env(|k| (k == "TREEM_TOWN_BATCH_SIZE").then(|| "many".into())).unwrap_err();
+        assert!(err.to_string().contains("TREEM_TOWN_BATCH_SIZE"), "{err}");
+        c.town = "999".into();
+        assert!(c.validate().unwrap_err().to_string().contains("999"));
+    }
+}

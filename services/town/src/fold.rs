@@ -1,0 +1,480 @@
+//! The fold: how one message from the ward event stream changes the town's
+//! state. Pure over [`Kv`]: no IO, no clock, so rebuilding from the stream
+//! gives exactly what incremental application gave (invariant 3).
+//!
+//! Per ward, events take effect exactly once and in `seq` order
+//! (invariant 2): `seq <= pos` is a duplicate and is skipped; `seq > pos + 1`
+//! is held under `held/` until the gap fills; `seq == pos + 1` applies, then
+//! any held successors apply in turn.
+//!
+//! A message that cannot be read, or claims a ward it was not published for,
+//! or a ward outside the hierarchy, is parked with the reason and changes
+//! nothing else. An event that reads but is refused by the rules (say an
+//! unknown indicator from a newer ward catalogue, or a correction naming an
+//! event that does not exist) is parked with the reason **and** consumes its
+//! `seq`, so the ward's later events are never blocked behind it.
+//!
+//! Every effect is keyed by the id and `seq` of the event that caused it, so
+//! a correction undoes exactly the effect of the event it replaces and does
+//! the corrected one in its place, and a retraction only undoes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use treem_proto::catalogue::Catalogue;
+use treem_proto::event::{
+    AgeBand, CaseCategory, Envelope, Event, LAST_YEAR, Sex,
+};
+use treem_proto::hierarchy::Hierarchy;
+use treem_proto::subject;
+use uuid::Uuid;
+
+use crate::keys;
+use crate::kv::Kv;
+
+/// What the fold needs to know of the world.
+pub struct Ctx {
+    pub province: String,
+    pub town: String,
+    pub hierarchy: Hierarchy,
+    pub catalogue: Catalogue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied, with how many held successors applied after it.
+    Applied { ward: String, seq: u64, then_applied: u64 },
+    Duplicate { ward: String, seq: u64 },
+    Held { ward: String, seq: u64, expected: u64 },
+    Parked { reason: String },
+}
+
+/// Sync facts of one ward, kept by the fold (no wall clock: pure).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WardInfo {
+    pub last_seq: u64,
+    pub last_event_id: Option<Uuid>,
+    pub last_recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub applied: u64,
+    pub parked: u64,
+}
+
+/// What the town keeps of an applied event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvRecord {
+    pub ward: String,
+    pub seq: u64,
+    /// The event in force: the original, or its latest correction.
+    pub event: Event,
+    pub retracted: bool,
+}
+
+/// One pseudonymous case at the town: coarse attributes only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseState {
+    pub ward: String,
+    pub opened_by: Uuid,
+    pub year: u16,
+    pub category: CaseCategory,
+    pub groups: Vec<char>,
+    pub sex: Sex,
+    pub age_band: AgeBand,
+    /// Support events in force → the year of the support.
+    pub supports: BTreeMap<Uuid, u16>,
+    pub closed: Option<(Uuid, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    pub subject: String,
+    pub reason: String,
+    pub ward: Option<String>,
+    pub seq: Option<u64>,
+    /// The message as received, lossily as text, for the operator.
+    pub message: String,
+}
+
+/// Years whose figures an application changed (to forward to the province).
+pub type Dirty = BTreeSet<u16>;
+
+fn get_json<T: for<'de> Deserialize<'de>>(kv: &impl Kv, key: &[u8]) -> Option<T> {
+    kv.get(key).and_then(|v| serde_json::from_slice(&v).ok())
+}
+
+fn put_json<T: Serialize>(kv: &mut impl Kv, key: Vec<u8>, value: &T) {
+    kv.put(key, serde_json::to_vec(value).expect("state serialises"));
+}
+
+fn get_u64(kv: &impl Kv, key: &[u8]) -> u64 {
+    kv.get(key).map(|v| keys::u64_of(&v)).unwrap_or(0)
+}
+
+fn add_u64(kv: &mut impl Kv, key: Vec<u8>, delta: i64) {
+    let now = get_u64(kv, &key) as i64 + delta;
+    if now <= 0 {
+        kv.del(&key);
+    } else {
+        kv.put(key, (now as u64).to_be_bytes().to_vec());
+    }
+}
+
+/// Applies one message from the stream.
+pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty: &mut Dirty) -> Outcome {
+    let (path, kind) = match subject::parse_event_subject(subject_str) {
+        Ok(x) => x,
+        Err(e) => return park(kv, subject_str, bytes, None, None, e.to_string()),
+    };
+    let env = match Envelope::decode(bytes) {
+        Ok(env) => env,
+        Err(e) => return park(kv, subject_str, bytes, Some(&path.ward), None, e.to_string()),
+    };
+    if env.province != path.province || env.town != path.town || env.ward != path.ward || env.event.kind() != kind {
+        let reason = format!(
+            "event claims ward {}/{}/{} kind {} but was published on {subject_str}; a ward may publish only its own events",
+            env.province,
+            env.town,
+            env.ward,
+            env.event.kind()
+        );
+        return park(kv, subject_str, bytes, Some(&path.ward), Some(env.seq), reason);
+    }
+    if env.province != ctx.province || env.town != ctx.town {
+        let reason = format!("event is for town {}/{}, this is town {}/{}", env.province, env.town, ctx.province, ctx.town);
+        return park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), reason);
+    }
+    if let Err(e) = ctx.hierarchy.ward(&env.province, &env.town, &env.ward) {
+        return park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), e.to_string());
+    }
+    if env.seq == 0 {
+        return park(kv, subject_str, bytes, Some(&env.ward), Some(0), "seq 0 is not valid; ward sequences start at 1".into());
+    }
+    let pos = get_u64(kv, &keys::pos(&env.ward));
+    if env.seq <= pos {
+        return Outcome::Duplicate { ward: env.ward, seq: env.seq };
+    }
+    if env.seq > pos + 1 {
+        let key = keys::held(&env.ward, env.seq);
+        if kv.get(&key).is_none() {
+            kv.put(key, bytes.to_vec());
+        }
+        return Outcome::Held { ward: env.ward, seq: env.seq, expected: pos + 1 };
+    }
+    let ward = env.ward.clone();
+    let seq = env.seq;
+    in_order(kv, ctx, subject_str, bytes, env, dirty);
+    let mut then_applied = 0;
+    loop {
+        let next = get_u64(kv, &keys::pos(&ward)) + 1;
+        let key = keys::held(&ward, next);
+        let Some(held) = kv.get(&key) else { break };
+        kv.del(&key);
+        // Held bytes were checked against their subject when they arrived.
+        match Envelope::decode(&held) {
+            Ok(env) => in_order(kv, ctx, subject_str, &held, env, dirty),
+            Err(e) => {
+                // Cannot happen for bytes that decoded before; keep the ward moving.
+                park(kv, subject_str, &held, Some(&ward), Some(next), e.to_string());
+                kv.put(keys::pos(&ward), next.to_be_bytes().to_vec());
+            }
+        }
+        then_applied += 1;
+    }
+    Outcome::Applied { ward, seq, then_applied }
+}
+
+/// Applies the ward's next event: effect, or park with its seq consumed.
+fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) {
+    let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
+    let mut scratch = Scratch::new(kv);
+    let mut local_dirty = Dirty::new();
+    let result = env
+        .event
+        .validate(&ctx.catalogue)
+        .map_err(|e| e.to_string())
+        .and_then(|()| effect(&mut scratch, &env, &mut local_dirty));
+    match result {
+        Ok(()) => {
+            let writes = scratch.writes;
+            for (k, v) in writes {
+                match v {
+                    Some(v) => kv.put(k, v),
+                    None => kv.del(&k),
+                }
+            }
+            dirty.extend(local_dirty);
+            info.applied += 1;
+        }
+        Err(reason) => {
+            drop(scratch);
+            park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), reason);
+            info.parked += 1;
+        }
+    }
+    info.last_seq = env.seq;
+    info.last_event_id = Some(env.id);
+    info.last_recorded_at = Some(env.recorded_at);
+    put_json(kv, keys::ward_info(&env.ward), &info);
+    kv.put(keys::pos(&env.ward), env.seq.to_be_bytes().to_vec());
+}
+
+fn park(kv: &mut impl Kv, subject: &str, bytes: &[u8], ward: Option<&str>, seq: Option<u64>, reason: String) -> Outcome {
+    let n = get_u64(kv, keys::META_PARKED_NEXT) + 1;
+    kv.put(keys::META_PARKED_NEXT.to_vec(), n.to_be_bytes().to_vec());
+    let parked = Parked {
+        subject: subject.into(),
+        reason: reason.clone(),
+        ward: ward.map(Into::into),
+        seq,
+        message: String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
+    };
+    put_json(kv, keys::parked(n), &parked);
+    tracing::warn!(subject, ward, seq, reason = %reason, "parked a message from the ward stream");
+    Outcome::Parked { reason }
+}
+
+/// Writes made while applying one event, dropped whole if the event is refused.
+struct Scratch<'p, K: Kv> {
+    parent: &'p K,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'p, K: Kv> Scratch<'p, K> {
+    fn new(parent: &'p K) -> Self {
+        Scratch { parent, writes: BTreeMap::new() }
+    }
+}
+
+impl<K: Kv> Kv for Scratch<'_, K> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.writes.get(key) {
+            Some(v) => v.clone(),
+            None => self.parent.get(key),
+        }
+    }
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+    fn del(&mut self, key: &[u8]) {
+        self.writes.insert(key.to_vec(), None);
+    }
+}
+
+fn effect(kv: &mut impl Kv, env: &Envelope, dirty: &mut Dirty) -> Result<(), String> {
+    match &env.event {
+        Event::EventCorrected(c) => {
+            let mut rec = replaced(kv, env, c.replaces)?;
+            if rec.event.kind() != c.corrected.kind() {
+                return Err(format!(
+                    "correction of event {} is a {} but the event is a {}; a correction must keep the kind",
+                    c.replaces,
+                    c.corrected.kind(),
+                    rec.event.kind()
+                ));
+            }
+            undo(kv, &rec, c.replaces, dirty);
+            apply_base(kv, &env.ward, rec.seq, c.replaces, &c.corrected, dirty)?;
+            rec.event = (*c.corrected).clone();
+            put_json(kv, keys::ev(c.replaces), &rec);
+        }
+        Event::EventRetracted(r) => {
+            let mut rec = replaced(kv, env, r.replaces)?;
+            undo(kv, &rec, r.replaces, dirty);
+            rec.retracted = true;
+            put_json(kv, keys::ev(r.replaces), &rec);
+        }
+        base => {
+            apply_base(kv, &env.ward, env.seq, env.id, base, dirty)?;
+            let rec = EvRecord { ward: env.ward.clone(), seq: env.seq, event: base.clone(), retracted: false };
+            put_json(kv, keys::ev(env.id), &rec);
+        }
+    }
+    Ok(())
+}
+
+/// The event a correction or retraction names, if it may be replaced.
+fn replaced(kv: &impl Kv, env: &Envelope, id: Uuid) -> Result<EvRecord, String> {
+    let rec: EvRecord = get_json(kv, &keys::ev(id))
+        .ok_or_else(|| format!("{} names event {id}, which this town has not applied", env.event.kind()))?;
+    if rec.ward != env.ward {
+        return Err(format!("{} names event {id} of ward {}; a ward may replace only its own events", env.event.kind(), rec.ward));
+    }
+    if rec.retracted {
+        return Err(format!("event {id} was already retracted; record a new event instead"));
+    }
+    Ok(rec)
+}
+
+pub fn obs_fact(ward: &str, year: u16, code: &str) -> String {
+    format!("obs|{ward}|{year}|{code}")
+}
+pub fn pop_fact(ward: &str, year: u16) -> String {
+    format!("pop|{ward}|{year}")
+}
+pub fn rec_fact_prefix(ward: &str, recognition: &str) -> String {
+    format!("rec|{ward}|{recognition}|")
+}
+fn rec_fact(ward: &str, recognition: &str, year: u16) -> String {
+    format!("rec|{ward}|{recognition}|{year}")
+}
+fn recognition_name(r: treem_proto::event::Recognition) -> &'static str {
+    match r {
+        treem_proto::event::Recognition::ChildFriendly => "child_friendly",
+        treem_proto::event::Recognition::PlaySpace => "play_space",
+    }
+}
+pub fn recognition_key(r: treem_proto::event::Recognition) -> &'static str {
+    recognition_name(r)
+}
+
+/// A stored observation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub numerator: u64,
+    pub denominator: Option<u64>,
+}
+
+fn fact_of(ward: &str, event: &Event) -> Option<(String, Vec<u8>, Vec<u16>)> {
+    match event {
+        Event::PopulationReported(p) => {
+            Some((pop_fact(ward, p.year), serde_json::to_vec(&p.figures).expect("figures serialise"), vec![p.year]))
+        }
+        Event::IndicatorObserved(o) => Some((
+            obs_fact(ward, o.year, &o.indicator),
+            serde_json::to_vec(&Observation { numerator: o.numerator, denominator: o.denominator }).expect("serialises"),
+            vec![o.year],
+        )),
+        Event::WardRecognised(r) => Some((
+            rec_fact(ward, recognition_name(r.recognition), r.year),
+            serde_json::to_vec(&r.granted).expect("serialises"),
+            (r.year..=LAST_YEAR).collect(),
+        )),
+        _ => None,
+    }
+}
+
+fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, dirty: &mut Dirty) -> Result<(), String> {
+    if let Some((fact, value, years)) = fact_of(ward, event) {
+        kv.put(keys::fact(&fact, seq), value);
+        dirty.extend(years);
+        return Ok(());
+    }
+    match event {
+        Event::CaseOpened(c) => {
+            if kv.get(&keys::case(c.case_id)).is_some() {
+                return Err(format!("case {} is already open; record support or a closure, or correct the opening", c.case_id));
+            }
+            let case = CaseState {
+                ward: ward.into(),
+                opened_by: id,
+                year: c.year,
+                category: c.category,
+                groups: c.groups.clone(),
+                sex: c.sex,
+                age_band: c.age_band,
+                supports: BTreeMap::new(),
+                closed: None,
+            };
+            contribute(kv, &case, 1, dirty);
+            put_json(kv, keys::case(c.case_id), &case);
+        }
+        Event::CaseSupportRecorded(s) => {
+            let mut case = own_case(kv, ward, s.case_id)?;
+            if s.year < case.year {
+                return Err(format!("support in {} predates case {} opened in {}", s.year, s.case_id, case.year));
+            }
+            contribute(kv, &case, -1, dirty);
+            case.supports.insert(id, s.year);
+            contribute(kv, &case, 1, dirty);
+            put_json(kv, keys::case(s.case_id), &case);
+        }
+        Event::CaseClosed(c) => {
+            let mut case = own_case(kv, ward, c.case_id)?;
+            if case.closed.is_some() {
+                return Err(format!("case {} is already closed", c.case_id));
+            }
+            if c.year < case.year {
+                return Err(format!("closure in {} predates case {} opened in {}", c.year, c.case_id, case.year));
+            }
+            contribute(kv, &case, -1, dirty);
+            case.closed = Some((id, c.year));
+            contribute(kv, &case, 1, dirty);
+            put_json(kv, keys::case(c.case_id), &case);
+        }
+        other => return Err(format!("{} cannot be applied as a base event", other.kind())),
+    }
+    Ok(())
+}
+
+fn own_case(kv: &impl Kv, ward: &str, case_id: Uuid) -> Result<CaseState, String> {
+    let case: CaseState = get_json(kv, &keys::case(case_id))
+        .ok_or_else(|| format!("case {case_id} is not open at this town; open it first"))?;
+    if case.ward != ward {
+        return Err(format!("case {case_id} belongs to ward {}", case.ward));
+    }
+    Ok(case)
+}
+
+/// Undoes the effect of the event in force in `rec` (id `id`).
+fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
+    if let Some((fact, _, years)) = fact_of(&rec.ward, &rec.event) {
+        kv.del(&keys::fact(&fact, rec.seq));
+        dirty.extend(years);
+        return;
+    }
+    let case_id = match &rec.event {
+        Event::CaseOpened(c) => c.case_id,
+        Event::CaseSupportRecorded(s) => s.case_id,
+        Event::CaseClosed(c) => c.case_id,
+        _ => return,
+    };
+    let Some(mut case) = get_json::<CaseState>(kv, &keys::case(case_id)) else { return };
+    contribute(kv, &case, -1, dirty);
+    match &rec.event {
+        Event::CaseOpened(_) => {
+            kv.del(&keys::case(case_id));
+            return;
+        }
+        Event::CaseSupportRecorded(_) => {
+            case.supports.remove(&id);
+        }
+        Event::CaseClosed(_) => {
+            if case.closed.map(|(c, _)| c) == Some(id) {
+                case.closed = None;
+            }
+        }
+        _ => {}
+    }
+    contribute(kv, &case, 1, dirty);
+    put_json(kv, keys::case(case_id), &case);
+}
+
+/// The years a case counts in: the year of an incident, or every year a
+/// state lasts (see `CaseCategory::counts_while_open`).
+pub fn years_counted(case: &CaseState) -> std::ops::RangeInclusive<u16> {
+    if case.category.counts_while_open() {
+        case.year..=case.closed.map(|(_, y)| y).unwrap_or(LAST_YEAR)
+    } else {
+        case.year..=case.year
+    }
+}
+
+/// Adds (`sign` = 1) or removes (-1) a case's counts.
+fn contribute(kv: &mut impl Kv, case: &CaseState, sign: i64, dirty: &mut Dirty) {
+    for y in years_counted(case) {
+        let status = match case.closed {
+            Some((_, closed)) if closed <= y => "closed",
+            _ => "open",
+        };
+        let key = keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status);
+        add_u64(kv, key, sign);
+        let supported = if case.category.counts_while_open() {
+            case.supports.values().any(|&s| s <= y)
+        } else {
+            !case.supports.is_empty()
+        };
+        if supported {
+            add_u64(kv, keys::supported(y, &case.ward, case.category.name()), sign);
+        }
+        dirty.insert(y);
+    }
+}

@@ -1,0 +1,89 @@
+//! Key layout of the town store (one sled tree, `town`), shared by the fold,
+//! the views and the store. Every key is a readable ASCII prefix, then binary
+//! big-endian numbers where order matters.
+//!
+//! | key | value | meaning |
+//! | --- | --- | --- |
+//! | `pos/<ward>` | u64 BE | last ward `seq` applied (contiguous) |
+//! | `wi/<ward>` | JSON [`WardInfo`](crate::fold::WardInfo) | sync facts of the ward |
+//! | `held/<ward>/<seq BE>` | event bytes | arrived ahead of a gap, waits its turn |
+//! | `ev/<event id 16 bytes>` | JSON `EvRecord` | every applied event's effective body |
+//! | `fact/<fact key>/<seq BE>` | JSON | observation, population or recognition from event at `seq`; the highest seq wins |
+//! | `case/<case id 16 bytes>` | JSON `CaseState` | one pseudonymous case |
+//! | `cnt/<year>/<ward>/<category>/<sex>/<band>/<status>` | u64 BE | cases counted in the year |
+//! | `sup/<year>/<ward>/<category>` | u64 BE | of those, cases with support |
+//! | `parked/<n BE>` | JSON | refused messages with the reason |
+//! | `out/<n BE>` | u16 BE year | outbox: years whose figures changed, to forward |
+//! | `meta/<name>` | varies | counters (`outbox_next`, `parked_next`, `stream_seq`) |
+
+use uuid::Uuid;
+
+pub fn pos(ward: &str) -> Vec<u8> {
+    format!("pos/{ward}").into_bytes()
+}
+pub fn ward_info(ward: &str) -> Vec<u8> {
+    format!("wi/{ward}").into_bytes()
+}
+pub const WARD_INFO_PREFIX: &[u8] = b"wi/";
+pub fn held_prefix(ward: &str) -> Vec<u8> {
+    format!("held/{ward}/").into_bytes()
+}
+pub fn held(ward: &str, seq: u64) -> Vec<u8> {
+    let mut k = held_prefix(ward);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+pub fn ev(id: Uuid) -> Vec<u8> {
+    let mut k = b"ev/".to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+pub fn fact_prefix(fact: &str) -> Vec<u8> {
+    format!("fact/{fact}/").into_bytes()
+}
+pub fn fact(fact: &str, seq: u64) -> Vec<u8> {
+    let mut k = fact_prefix(fact);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+pub fn case(id: Uuid) -> Vec<u8> {
+    let mut k = b"case/".to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+pub fn count_prefix(year: u16) -> Vec<u8> {
+    format!("cnt/{year}/").into_bytes()
+}
+pub fn count(year: u16, ward: &str, category: &str, sex: &str, band: &str, status: &str) -> Vec<u8> {
+    format!("cnt/{year}/{ward}/{category}/{sex}/{band}/{status}").into_bytes()
+}
+pub fn supported_prefix(year: u16) -> Vec<u8> {
+    format!("sup/{year}/").into_bytes()
+}
+pub fn supported(year: u16, ward: &str, category: &str) -> Vec<u8> {
+    format!("sup/{year}/{ward}/{category}").into_bytes()
+}
+pub const PARKED_PREFIX: &[u8] = b"parked/";
+pub fn parked(n: u64) -> Vec<u8> {
+    let mut k = PARKED_PREFIX.to_vec();
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+pub const OUTBOX_PREFIX: &[u8] = b"out/";
+pub fn outbox(n: u64) -> Vec<u8> {
+    let mut k = OUTBOX_PREFIX.to_vec();
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+pub const META_OUTBOX_NEXT: &[u8] = b"meta/outbox_next";
+pub const META_PARKED_NEXT: &[u8] = b"meta/parked_next";
+pub const META_STREAM_SEQ: &[u8] = b"meta/stream_seq";
+
+pub fn u64_of(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// The last 8 bytes of a key, as the big-endian number they hold.
+pub fn trailing_u64(key: &[u8]) -> u64 {
+    key.len().checked_sub(8).map(|s| u64_of(&key[s..])).unwrap_or(0)
+}

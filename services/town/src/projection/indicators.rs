@@ -1,0 +1,135 @@
+//! Indicator figures (numerator, denominator) per ward and for the town, for
+//! one year, from the folded state; judged by `treem_proto::judge`.
+//!
+//! - observed indicators: the ward's latest `indicator.observed` for the year;
+//! - cases over population: cases counted in the year (see
+//!   `fold::years_counted`) over the ward's reported population group; a ward
+//!   with no population figure for the year has no value;
+//! - supported cases: cases with support over cases counted in the year;
+//! - wards recognised: whether the ward held the status in the year (its
+//!   latest `ward.recognised` of that year or before). The town counts wards
+//!   holding it over the wards of the town.
+//!
+//! The town figure of a rate sums the numerators and denominators of the
+//! wards that have a value, so towns and provinces add up exactly
+//! (invariant 4).
+
+use std::collections::BTreeMap;
+
+use treem_proto::catalogue::{Catalogue, Method};
+use treem_proto::event::PopulationGroup;
+use treem_proto::judge::{self, Fraction, IndicatorProgress};
+
+use crate::fold::{self, Observation};
+use crate::keys;
+use crate::kv::KvScan;
+
+/// Figures of one year: ward → code → fraction, and the town's.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct YearFigures {
+    pub year: u16,
+    pub wards: BTreeMap<String, BTreeMap<String, Fraction>>,
+    pub town: BTreeMap<String, Fraction>,
+}
+
+fn last_value(kv: &impl KvScan, prefix: &[u8]) -> Option<Vec<u8>> {
+    kv.scan_prefix(prefix).pop().map(|(_, v)| v)
+}
+
+/// Case counts of one year: (ward, category) → (counted, supported).
+pub fn case_counts(kv: &impl KvScan, year: u16) -> BTreeMap<(String, String), (u64, u64)> {
+    let mut out: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for (k, v) in kv.scan_prefix(&keys::count_prefix(year)) {
+        let key = String::from_utf8_lossy(&k).into_owned();
+        // cnt/<year>/<ward>/<category>/<sex>/<band>/<status>
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts.len() == 7 {
+            out.entry((parts[2].into(), parts[3].into())).or_default().0 += keys::u64_of(&v);
+        }
+    }
+    for (k, v) in kv.scan_prefix(&keys::supported_prefix(year)) {
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts.len() == 4 {
+            out.entry((parts[2].into(), parts[3].into())).or_default().1 += keys::u64_of(&v);
+        }
+    }
+    out
+}
+
+/// Whether `ward` held `recognition` in `year`; `None` if it never reported it by then.
+fn recognised(kv: &impl KvScan, ward: &str, recognition: &str, year: u16) -> Option<bool> {
+    let prefix = format!("fact/{}", fold::rec_fact_prefix(ward, recognition));
+    let mut best: Option<((u16, u64), bool)> = None;
+    for (k, v) in kv.scan_prefix(prefix.as_bytes()) {
+        let seq = keys::trailing_u64(&k);
+        let rest = &k[prefix.len()..k.len() - 9];
+        let Some(y) = std::str::from_utf8(rest).ok().and_then(|s| s.parse::<u16>().ok()) else { continue };
+        if y > year {
+            continue;
+        }
+        let granted: bool = serde_json::from_slice(&v).unwrap_or(false);
+        if best.is_none_or(|(b, _)| (y, seq) > b) {
+            best = Some(((y, seq), granted));
+        }
+    }
+    best.map(|(_, g)| g)
+}
+
+/// Every indicator's figures for `year` over `wards` (the town's wards).
+pub fn figures(kv: &impl KvScan, catalogue: &Catalogue, wards: &[String], year: u16) -> YearFigures {
+    let counts = case_counts(kv, year);
+    let mut out = YearFigures { year, ..Default::default() };
+    for ward in wards {
+        let population: BTreeMap<PopulationGroup, u64> = last_value(kv, &keys::fact_prefix(&fold::pop_fact(ward, year)))
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        let mut per = BTreeMap::new();
+        for ind in &catalogue.indicators {
+            let f = match ind.method {
+                Method::Observed => last_value(kv, &keys::fact_prefix(&fold::obs_fact(ward, year, &ind.code)))
+                    .and_then(|v| serde_json::from_slice::<Observation>(&v).ok())
+                    .map(|o| Fraction { numerator: o.numerator, denominator: o.denominator.unwrap_or(0) }),
+                Method::CasesOverPopulation { category, population: group } => {
+                    population.get(&group).filter(|&&d| d > 0).map(|&d| Fraction {
+                        numerator: counts.get(&(ward.clone(), category.name().into())).map(|c| c.0).unwrap_or(0),
+                        denominator: d,
+                    })
+                }
+                Method::SupportedCases { category } => counts
+                    .get(&(ward.clone(), category.name().into()))
+                    .filter(|c| c.0 > 0)
+                    .map(|&(n, s)| Fraction { numerator: s, denominator: n }),
+                Method::WardsRecognised { recognition } => recognised(kv, ward, fold::recognition_key(recognition), year)
+                    .map(|g| Fraction { numerator: u64::from(g), denominator: 1 }),
+            };
+            if let Some(f) = f {
+                per.insert(ind.code.clone(), f);
+            }
+        }
+        out.wards.insert(ward.clone(), per);
+    }
+    for ind in &catalogue.indicators {
+        let present: Vec<Fraction> = out.wards.values().filter_map(|m| m.get(&ind.code).copied()).collect();
+        if present.is_empty() {
+            continue;
+        }
+        let mut total = present.into_iter().fold(Fraction::default(), Fraction::add);
+        if matches!(ind.method, Method::WardsRecognised { .. }) {
+            // Wards that never reported the status do not hold it.
+            total.denominator = wards.len() as u64;
+        }
+        out.town.insert(ind.code.clone(), total);
+    }
+    out
+}
+
+/// Judged progress of every indicator (or one code) for a scope's figures.
+pub fn progress(catalogue: &Catalogue, year: u16, figures: &BTreeMap<String, Fraction>, code: Option<&str>) -> Vec<IndicatorProgress> {
+    catalogue
+        .indicators
+        .iter()
+        .filter(|i| code.is_none_or(|c| c == i.code))
+        .map(|i| judge::progress(i, year, figures.get(&i.code).copied()))
+        .collect()
+}

@@ -1,0 +1,99 @@
+//! `rebuild`: replays the ward event stream from its first message into a
+//! fresh store with the same fold, and compares its views with the live
+//! store's. Projections are a pure fold (invariant 3), so the two must be
+//! equal once both have read the same messages.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use treem_proto::event::{FIRST_YEAR, LAST_YEAR};
+
+use crate::fold::Ctx;
+use crate::projection::{cases, indicators};
+use crate::store::TownStore;
+use crate::{config::Config, keys, stream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("{0}")]
+    Stream(#[from] stream::StreamError),
+    #[error("reading the stream failed: {0}")]
+    Read(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Every view a reader can see, as one JSON value, for comparisons.
+pub fn views(store: &TownStore, ctx: &Ctx, wards: &[String]) -> Value {
+    let mut years = serde_json::Map::new();
+    for year in FIRST_YEAR..=LAST_YEAR {
+        let f = indicators::figures(&store.tree, &ctx.catalogue, wards, year);
+        let mut per_ward = serde_json::Map::new();
+        for w in wards {
+            per_ward.insert(w.clone(), json!(cases::summary(&store.tree, year, Some(w))));
+        }
+        years.insert(
+            year.to_string(),
+            json!({ "figures": f, "cases": cases::summary(&store.tree, year, None), "ward_cases": per_ward }),
+        );
+    }
+    let positions: serde_json::Map<String, Value> = wards
+        .iter()
+        .map(|w| {
+            let pos = store.tree.get(keys::pos(w)).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0);
+            (w.clone(), json!(pos))
+        })
+        .collect();
+    let parked: Vec<Value> = store.parked().into_iter().map(|p| json!([p.subject, p.reason])).collect();
+    json!({ "years": years, "positions": positions, "parked": parked })
+}
+
+/// Replays the whole stream into a new store at `into` (which must not hold one).
+/// Returns the store and the number of messages read.
+pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, into: &Path) -> Result<(TownStore, u64), RebuildError> {
+    let store = TownStore::open(into)?;
+    let mut s = stream::ensure_stream(js, config).await?;
+    let last = s.info().await.map_err(|e| RebuildError::Read(e.to_string()))?.state.last_sequence;
+    if last == 0 {
+        return Ok((store, 0));
+    }
+    let consumer = s
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| RebuildError::Read(e.to_string()))?;
+    let mut read = 0u64;
+    let mut reached = 0u64;
+    while reached < last {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(config.batch_size)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .map_err(|e| RebuildError::Read(e.to_string()))?;
+        let mut input = Vec::new();
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| RebuildError::Read(e.to_string()))?;
+            let sseq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            reached = reached.max(sseq);
+            input.push((m.subject.to_string(), m.payload.to_vec(), sseq));
+        }
+        read += input.len() as u64;
+        if !input.is_empty() {
+            let st = store.clone();
+            let ctx_input = input;
+            let ctx_ref: &Ctx = ctx;
+            // The fold is CPU work on sled; small enough per batch to run inline.
+            st.apply_batch(ctx_ref, &ctx_input)?;
+        }
+    }
+    Ok((store, read))
+}

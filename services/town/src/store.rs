@@ -1,0 +1,127 @@
+//! The town's durable state: one sled tree `town` (layout in [`keys`]).
+//!
+//! A batch of stream messages is folded into an [`Overlay`] and committed
+//! with one `apply_batch` (atomic in sled), carrying together the
+//! projection changes, each ward's position (`pos/<ward>`), the JetStream
+//! stream sequence reached and the outbox entries for the province. Only
+//! after the commit is durable are the messages acknowledged to JetStream.
+//!
+//! Crash at any line: before the commit, nothing of the batch is stored and
+//! JetStream redelivers it; after the commit but before the acks, the
+//! redelivered messages are duplicates by ward `seq` and are skipped. So each
+//! event takes effect exactly once (invariant 2) and position and projection
+//! never disagree (invariant 3).
+//!
+//! Durability: sled 0.34's `flush()` ends in `sync_file_range`, which does
+//! not force the data to stable storage on every filesystem, nor the file's
+//! metadata. After each flush we `fdatasync` sled's data file (`db`) through a
+//! handle held open for the store's lifetime; the directory was fsynced once
+//! at open so the files themselves are durable.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::fold::{self, Ctx, Dirty, Outcome};
+use crate::keys;
+use crate::kv::{Kv, Overlay};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the town store at {path}: {detail} (is another town process using it?)")]
+    Open { path: PathBuf, detail: String },
+    #[error("town store write failed: {0}; the batch was not applied and will be redelivered")]
+    Write(String),
+}
+
+#[derive(Clone)]
+pub struct TownStore {
+    pub db: sled::Db,
+    pub tree: sled::Tree,
+    data_file: Arc<File>,
+    path: PathBuf,
+}
+
+impl TownStore {
+    pub fn open(path: &Path) -> Result<TownStore, StoreError> {
+        let open_err = |detail: String| StoreError::Open { path: path.into(), detail };
+        std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
+        let db = sled::Config::new().path(path).open().map_err(|e| open_err(e.to_string()))?;
+        let tree = db.open_tree("town").map_err(|e| open_err(e.to_string()))?;
+        db.flush().map_err(|e| open_err(e.to_string()))?;
+        let data_file = File::open(path.join("db")).map_err(|e| open_err(format!("sled data file: {e}")))?;
+        data_file.sync_all().map_err(|e| open_err(e.to_string()))?;
+        File::open(path).and_then(|d| d.sync_all()).map_err(|e| open_err(e.to_string()))?;
+        Ok(TownStore { db, tree, data_file: Arc::new(data_file), path: path.into() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Folds messages `(subject, payload, stream_seq)` and commits them atomically and durably.
+    pub fn apply_batch(&self, ctx: &Ctx, messages: &[(String, Vec<u8>, u64)]) -> Result<Vec<Outcome>, StoreError> {
+        let mut overlay = Overlay::new(&self.tree);
+        let mut dirty = Dirty::new();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut stream_seq = None;
+        for (subject, payload, sseq) in messages {
+            outcomes.push(fold::apply(&mut overlay, ctx, subject, payload, &mut dirty));
+            stream_seq = Some(*sseq);
+        }
+        if let Some(s) = stream_seq {
+            overlay.put(keys::META_STREAM_SEQ.to_vec(), s.to_be_bytes().to_vec());
+        }
+        if !dirty.is_empty() {
+            let mut next = overlay.get(keys::META_OUTBOX_NEXT).map(|v| keys::u64_of(&v)).unwrap_or(0);
+            for year in dirty {
+                next += 1;
+                overlay.put(keys::outbox(next), year.to_be_bytes().to_vec());
+            }
+            overlay.put(keys::META_OUTBOX_NEXT.to_vec(), next.to_be_bytes().to_vec());
+        }
+        let batch = overlay.into_batch();
+        self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
+        self.sync()?;
+        Ok(outcomes)
+    }
+
+    /// Makes every committed write durable (see the module doc).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| StoreError::Write(e.to_string()))?;
+        self.data_file.sync_data().map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    /// Outbox entries `(n, year)` in order.
+    pub fn outbox(&self) -> Vec<(u64, u16)> {
+        self.tree
+            .scan_prefix(keys::OUTBOX_PREFIX)
+            .filter_map(Result::ok)
+            .map(|(k, v)| (keys::trailing_u64(&k), v.as_ref().try_into().map(u16::from_be_bytes).unwrap_or(0)))
+            .collect()
+    }
+
+    /// Removes outbox entries up to `n` once the province has them.
+    pub fn outbox_done(&self, up_to: u64) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (n, _) in self.outbox() {
+            if n <= up_to {
+                b.remove(keys::outbox(n));
+            }
+        }
+        self.tree.apply_batch(b).map_err(|e| StoreError::Write(e.to_string()))?;
+        self.sync()
+    }
+
+    pub fn stream_seq(&self) -> u64 {
+        self.tree.get(keys::META_STREAM_SEQ).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0)
+    }
+
+    pub fn parked(&self) -> Vec<fold::Parked> {
+        self.tree
+            .scan_prefix(keys::PARKED_PREFIX)
+            .filter_map(Result::ok)
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect()
+    }
+}

@@ -1,0 +1,76 @@
+//! The town's JetStream stream of ward events and its durable pull consumer.
+//!
+//! The stream keeps every ward event on file storage with no age limit:
+//! wards may be offline for weeks, and `rebuild` replays it from the start.
+//! Its de-duplication window (`Nats-Msg-Id`) is a first line only; the fold
+//! de-duplicates by ward `seq` whatever the window (DESIGN.md §3.2).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use treem_proto::subject;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot create or check stream {stream}: {detail}")]
+    Stream { stream: String, detail: String },
+    #[error("cannot create or check consumer {consumer} on {stream}: {detail}")]
+    Consumer { stream: String, consumer: String, detail: String },
+}
+
+pub fn stream_config(config: &Config) -> stream::Config {
+    stream::Config {
+        name: subject::town_events_stream(&config.province, &config.town),
+        subjects: vec![subject::town_events_filter(&config.province, &config.town)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_age: Duration::ZERO,
+        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or brings an existing one to our configuration.
+pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<stream::Stream, StreamError> {
+    let wanted = stream_config(config);
+    let name = wanted.name.clone();
+    let err = |e: &dyn std::fmt::Display| StreamError::Stream { stream: name.clone(), detail: e.to_string() };
+    match js.get_stream(&name).await {
+        Ok(mut s) => {
+            let info = s.info().await.map_err(|e| err(&e))?;
+            let have = &info.config;
+            if have.subjects != wanted.subjects || have.duplicate_window != wanted.duplicate_window || have.max_age != wanted.max_age {
+                js.update_stream(wanted.clone()).await.map_err(|e| err(&e))?;
+            }
+            Ok(s)
+        }
+        Err(_) => js.get_or_create_stream(wanted.clone()).await.map_err(|e| err(&e)),
+    }
+}
+
+pub async fn ensure_consumer(
+    stream: &stream::Stream,
+    config: &Config,
+) -> Result<consumer::Consumer<consumer::pull::Config>, StreamError> {
+    let name = subject::town_consumer(&config.town);
+    stream
+        .get_or_create_consumer(
+            &name,
+            consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| StreamError::Consumer {
+            stream: subject::town_events_stream(&config.province, &config.town),
+            consumer: name.clone(),
+            detail: e.to_string(),
+        })
+}
