@@ -161,7 +161,7 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
     }
     let ward = env.ward.clone();
     let seq = env.seq;
-    in_order(kv, ctx, subject_str, bytes, env, dirty);
+    let refused = in_order(kv, ctx, subject_str, bytes, env, dirty);
     let mut then_applied = 0;
     loop {
         let next = get_u64(kv, &keys::pos(&ward)) + 1;
@@ -170,7 +170,9 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
         kv.del(&key);
         // Held bytes were checked against their subject when they arrived.
         match Envelope::decode(&held) {
-            Ok(env) => in_order(kv, ctx, subject_str, &held, env, dirty),
+            Ok(env) => {
+                in_order(kv, ctx, subject_str, &held, env, dirty);
+            }
             Err(e) => {
                 // Cannot happen for bytes that decoded before; keep the ward moving.
                 park(kv, subject_str, &held, Some(&ward), Some(next), e.to_string());
@@ -179,11 +181,15 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
         }
         then_applied += 1;
     }
-    Outcome::Applied { ward, seq, then_applied }
+    match refused {
+        Some(reason) => Outcome::Parked { reason },
+        None => Outcome::Applied { ward, seq, then_applied },
+    }
 }
 
-/// Applies the ward's next event: effect, or park with its seq consumed.
-fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) {
+/// Applies the ward's next event: its effect, or parks it with its seq
+/// consumed and returns the reason.
+fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) -> Option<String> {
     let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
     let mut scratch = Scratch::new(kv);
     let mut local_dirty = Dirty::new();
@@ -192,7 +198,7 @@ fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: E
         .validate(&ctx.catalogue)
         .map_err(|e| e.to_string())
         .and_then(|()| effect(&mut scratch, &env, &mut local_dirty));
-    match result {
+    let refused = match result {
         Ok(()) => {
             let writes = scratch.writes;
             for (k, v) in writes {
@@ -203,18 +209,21 @@ fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: E
             }
             dirty.extend(local_dirty);
             info.applied += 1;
+            None
         }
         Err(reason) => {
             drop(scratch);
-            park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), reason);
+            park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), reason.clone());
             info.parked += 1;
+            Some(reason)
         }
-    }
+    };
     info.last_seq = env.seq;
     info.last_event_id = Some(env.id);
     info.last_recorded_at = Some(env.recorded_at);
     put_json(kv, keys::ward_info(&env.ward), &info);
     kv.put(keys::pos(&env.ward), env.seq.to_be_bytes().to_vec());
+    refused
 }
 
 fn park(kv: &mut impl Kv, subject: &str, bytes: &[u8], ward: Option<&str>, seq: Option<u64>, reason: String) -> Outcome {
