@@ -238,6 +238,11 @@ impl Catalogue {
             if i.targets.windows(2).any(|w| w[0].year >= w[1].year) {
                 return Err(bad("targets must be in increasing year order, one per year"));
             }
+            // The path of judge.rs runs from the baseline to a later target;
+            // a baseline in or after a target's year would divide by zero.
+            if i.baseline.as_ref().is_some_and(|b| b.year >= i.targets[0].year) {
+                return Err(bad("baseline year must come before the first target's year"));
+            }
             let counts_wards = matches!(i.method, Method::WardsRecognised { .. });
             if counts_wards != (i.unit == Unit::Wards) {
                 return Err(bad("unit 'wards' goes with method 'wards_recognised' and only with it"));

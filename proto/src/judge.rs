@@ -35,6 +35,9 @@ pub struct Fraction {
 }
 
 impl Fraction {
+    // Named `add` before clippy's should_implement_trait; callers use the
+    // method, so it stays (an `Add` impl would be an addition, not a fix).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, other: Fraction) -> Fraction {
         Fraction { numerator: self.numerator + other.numerator, denominator: self.denominator + other.denominator }
     }
@@ -51,9 +54,15 @@ pub enum Status {
 }
 
 /// The value of an indicator in its unit, or `None` when it cannot be computed.
+///
+/// Scales the numerator before dividing: `numerator × scale` is exact, so the
+/// one rounding left is the division's, and a fraction exactly at a target
+/// (7/100 against "xuống 7%", 14/10 000 against "dưới 0,14%") compares equal
+/// to it. Dividing first gave 7.000000000000001 and 0.13999999999999999,
+/// judging a value on the target as missing or beating it.
 pub fn value(unit: Unit, f: Fraction) -> Option<f64> {
     match unit.scale() {
-        Some(scale) if f.denominator > 0 => Some(f.numerator as f64 / f.denominator as f64 * scale),
+        Some(scale) if f.denominator > 0 => Some(f.numerator as f64 * scale / f.denominator as f64),
         Some(_) => None,
         None => Some(f.numerator as f64),
     }
