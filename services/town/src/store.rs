@@ -46,7 +46,7 @@ impl TownStore {
     pub fn open(path: &Path) -> Result<TownStore, StoreError> {
         let open_err = |detail: String| StoreError::Open { path: path.into(), detail };
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
-        let db = sled::Config::new().path(path).open().map_err(|e| open_err(e.to_string()))?;
+        let db = open_sled(path).map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree("town").map_err(|e| open_err(e.to_string()))?;
         db.flush().map_err(|e| open_err(e.to_string()))?;
         let data_file = File::open(path.join("db")).map_err(|e| open_err(format!("sled data file: {e}")))?;
@@ -123,5 +123,20 @@ impl TownStore {
             .filter_map(Result::ok)
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect()
+    }
+}
+
+/// Opens sled, waiting up to 5 s while a store closed a moment ago in this
+/// process still holds its file lock (sled's background flusher lets go of it
+/// a few milliseconds after the last handle is dropped).
+fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
