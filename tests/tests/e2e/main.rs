@@ -1,1 +1,21 @@
+//! treem's end-to-end tests: one test binary, one module per scenario.
+//!
+//! Every scenario runs against real parts: a real `nats-server` with the
+//! configuration `deploy/` ships (via [`treem_tests::NatsServer`]), real sled
+//! files in temporary directories, real HTTP on `127.0.0.1:0`. One binary
+//! rather than one per file keeps link time down and lets nextest run the
+//! scenarios in parallel as separate processes.
+//!
+//! Rules for scenarios (see `/work/shared/STYLE.md` habit 8): call
+//! `treem_tests::init_tracing()` first; wait on conditions with
+//! `treem_tests::wait_for` and deadlines of seconds (CI is a loaded 2-core
+//! machine), never fixed sleeps; each test owns its servers and directories.
+//!
+//! Run: `scripts/test.sh` (everything) or `cargo nextest run -p treem-tests`.
 
+/// Self-test of the shared harness: the server starts with the deploy
+/// config, de-duplicates, and keeps its stream across stop and kill -9.
+mod harness;
+
+// Scenario modules (ward → town → province, outages, crashes, bad input…)
+// are added here, one `mod` per scenario file.
