@@ -17,5 +17,14 @@
 /// config, de-duplicates, and keeps its stream across stop and kill -9.
 mod harness;
 
-// Scenario modules (ward → town → province, outages, crashes, bad input…)
-// are added here, one `mod` per scenario file.
+/// Starting the parts of a system for a scenario.
+mod system;
+
+/// Recorded at a ward → town API → province, values computed by hand.
+mod flow;
+/// A ward records while NATS is down; everything arrives once.
+mod offline;
+/// kill -9 of a ward binary mid-recording and mid-replication.
+mod crash;
+/// Duplicates, reordering, a town restart, a poison message, rebuild = live.
+mod delivery;
