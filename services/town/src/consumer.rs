@@ -39,7 +39,7 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let s = stream::ensure_stream(js, &shared.config).await.map_err(|e| e.to_string())?;
-    let consumer = stream::ensure_consumer(&s, &shared.config).await.map_err(|e| e.to_string())?;
+    let consumer = stream::ensure_consumer(&s, &shared.config, shared.store.stream_seq()).await.map_err(|e| e.to_string())?;
     tracing::info!(stream = %s.cached_info().config.name, "consuming ward events");
     *shared.last_error.lock().expect("lock") = None;
     loop {

@@ -50,27 +50,39 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<s
     }
 }
 
+/// (Re)creates the town's durable pull consumer so that it starts right
+/// after `committed`, the last stream sequence whose effect is in the town
+/// store. The store, not the server, holds the position (committed
+/// atomically with the projection), so after a crash the messages that
+/// were delivered but not acknowledged come again at once instead of after
+/// the ack wait, and nothing before `committed` is delivered twice.
 pub async fn ensure_consumer(
     stream: &stream::Stream,
     config: &Config,
+    committed: u64,
 ) -> Result<consumer::Consumer<consumer::pull::Config>, StreamError> {
     let name = subject::town_consumer(&config.town);
+    let err = |e: &dyn std::fmt::Display| StreamError::Consumer {
+        stream: subject::town_events_stream(&config.province, &config.town),
+        consumer: name.clone(),
+        detail: e.to_string(),
+    };
+    if stream.consumer_info(&name).await.is_ok() {
+        stream.delete_consumer(&name).await.map_err(|e| err(&e))?;
+    }
+    let deliver_policy = match committed {
+        0 => consumer::DeliverPolicy::All,
+        n => consumer::DeliverPolicy::ByStartSequence { start_sequence: n + 1 },
+    };
     stream
-        .get_or_create_consumer(
-            &name,
-            consumer::pull::Config {
-                durable_name: Some(name.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 100_000,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| StreamError::Consumer {
-            stream: subject::town_events_stream(&config.province, &config.town),
-            consumer: name.clone(),
-            detail: e.to_string(),
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 100_000,
+            deliver_policy,
+            ..Default::default()
         })
+        .await
+        .map_err(|e| err(&e))
 }

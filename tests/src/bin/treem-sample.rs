@@ -17,7 +17,7 @@
 //!   a denominator of the right population (grade-5 pupils for 17a, schools
 //!   for 19, children born to mothers with HIV for 6…);
 //! - cases: the 2021 stock of children in special circumstances (art. 10
-//!   groups, several for some), ~98 % of them supported; each later year,
+//!   groups, several for some), ~99 % of them supported; each later year,
 //!   children who turn 16 leave the count (`case.closed`) and new ones
 //!   arrive; every year injuries (≈ 640 per 100,000 in 2021 falling to
 //!   ≈ 530), a few fatal ones, abuse, child labour; one child marriage
@@ -277,8 +277,8 @@ impl WardLoader {
                 self.observe(code, year, 0, births, "health_centre").await?;
             }
 
-            // Indicator 1: five of six wards child-friendly since 2021;
-            // Thanh Phú lost the status in 2021 and has not regained it.
+            // Indicator 1: five of six wards child-friendly at the end of
+            // 2021 (the plan's baseline); Thanh Phú is not, and stays so.
             if year == FIRST {
                 self.event("ward.recognised", json!({ "recognition": "child_friendly", "year": year, "granted": !lagging })).await?;
             }
@@ -292,7 +292,8 @@ impl WardLoader {
             if year == FIRST {
                 for i in 0..special_2021 {
                     let age = self.rng.below(16) as u16;
-                    // ~98 % supported; the lagging ward one in ten short.
+                    // Every child supported (one in fifty missed in a large
+                    // ward), but one in ten in the lagging ward.
                     let supported = if lagging { i % 10 != 9 } else { i % 50 != 49 };
                     let f = self.open_special(year, age, supported).await?;
                     followed.push(f);

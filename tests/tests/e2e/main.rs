@@ -24,7 +24,9 @@ mod system;
 mod flow;
 /// A ward records while NATS is down; everything arrives once.
 mod offline;
-/// kill -9 of a ward binary mid-recording and mid-replication.
+/// kill -9 of a ward binary mid-recording and mid-replication, and of the town mid-stream.
 mod crash;
+/// Bad input at the ward's HTTP, CLI and CSV, and at the town and province APIs.
+mod bad_input;
 /// Duplicates, reordering, a town restart, a poison message, rebuild = live.
 mod delivery;
