@@ -34,6 +34,9 @@ if [[ "${CI:-}" == "true" || "${CI:-}" == "1" ]]; then
 fi
 
 status=0
+# The end-to-end tests run the service binaries (kill -9 scenarios): build them first.
+echo "test.sh: cargo build --workspace --bins"
+cargo build --workspace --bins
 echo "test.sh: doctests"
 cargo test --workspace --doc || status=1
 
