@@ -379,11 +379,7 @@ fn text(field: &'static str, s: &str) -> Result<(), EventError> {
 }
 
 fn year(y: u16) -> Result<(), EventError> {
-    if (FIRST_YEAR..=LAST_YEAR).contains(&y) {
-        Ok(())
-    } else {
-        Err(EventError::YearOutOfRange { year: y })
-    }
+    if (FIRST_YEAR..=LAST_YEAR).contains(&y) { Ok(()) } else { Err(EventError::YearOutOfRange { year: y }) }
 }
 
 impl Event {
@@ -427,10 +423,9 @@ impl Event {
             Event::IndicatorObserved(o) => {
                 year(o.year)?;
                 text("source", &o.source)?;
-                let ind = catalogue.get(&o.indicator).ok_or_else(|| EventError::UnknownIndicator {
-                    code: o.indicator.clone(),
-                    known: catalogue.codes().join(", "),
-                })?;
+                let ind = catalogue
+                    .get(&o.indicator)
+                    .ok_or_else(|| EventError::UnknownIndicator { code: o.indicator.clone(), known: catalogue.codes().join(", ") })?;
                 if let catalogue::Method::Observed = ind.method {
                 } else {
                     return Err(EventError::NotObservable { code: ind.code.clone(), from: ind.method.describe() });

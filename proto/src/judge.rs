@@ -165,7 +165,13 @@ pub fn judge(ind: &Indicator, year: u16, value: Option<f64>) -> (Status, String,
         if better_or_equal(ind.direction, v, expected) {
             return (
                 Status::OnTrack,
-                format!("{shown} is at or better than {} expected in {year} on the path from the {} baseline {} to {}", fmt(expected), base.year, fmt(base.value), describe(next, unit)),
+                format!(
+                    "{shown} is at or better than {} expected in {year} on the path from the {} baseline {} to {}",
+                    fmt(expected),
+                    base.year,
+                    fmt(base.value),
+                    describe(next, unit)
+                ),
                 Some(next.clone()),
             );
         }
@@ -189,6 +195,10 @@ pub fn judge(ind: &Indicator, year: u16, value: Option<f64>) -> (Status, String,
     if last.comparison.holds(v, last.value) {
         (Status::OnTrack, format!("the plan sets no target for {year}; {shown} still meets {}", describe(last, unit)), Some(last.clone()))
     } else {
-        (Status::AtRisk, format!("the plan sets no target for {year}; {shown} no longer meets {}", describe(last, unit)), Some(last.clone()))
+        (
+            Status::AtRisk,
+            format!("the plan sets no target for {year}; {shown} no longer meets {}", describe(last, unit)),
+            Some(last.clone()),
+        )
     }
 }

@@ -72,10 +72,8 @@ pub enum SubjectError {
 
 /// Parses an event subject into the ward it claims and the kind.
 pub fn parse_event_subject(subject: &str) -> Result<(WardPath, &str), SubjectError> {
-    let rest = subject
-        .strip_prefix(PREFIX)
-        .and_then(|r| r.strip_prefix(".events."))
-        .ok_or_else(|| SubjectError::NotEvent(subject.into()))?;
+    let rest =
+        subject.strip_prefix(PREFIX).and_then(|r| r.strip_prefix(".events.")).ok_or_else(|| SubjectError::NotEvent(subject.into()))?;
     let mut parts = rest.splitn(4, '.');
     let (Some(p), Some(t), Some(w), Some(kind)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(SubjectError::NotEvent(subject.into()));

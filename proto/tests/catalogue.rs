@@ -12,7 +12,7 @@ use treem_proto::catalogue::{Catalogue, Comparison, Direction, Indicator, Method
 use treem_proto::event::{CaseCategory, PopulationGroup, Recognition};
 use treem_proto::judge::{self, Fraction, Status};
 
-use Comparison::{AtLeast, AtMost, Above, Below, Zero};
+use Comparison::{Above, AtLeast, AtMost, Below, Zero};
 
 /// One row of the plan as this test reads it.
 struct Row {
@@ -46,7 +46,7 @@ fn plan() -> Vec<Row> {
     use Direction::{HigherIsBetter as Up, LowerIsBetter as Down};
     use Office::{Culture, Education, HealthCentre as Health, Justice, LabourInvalidsSocialAffairs as Labour, Police};
     use PopulationGroup as P;
-    use Unit::{Percent as Pct, PerHundredThousandChildren as Per100k, PerThousandLiveBirths as PerMille, Wards};
+    use Unit::{PerHundredThousandChildren as Per100k, PerThousandLiveBirths as PerMille, Percent as Pct, Wards};
     let row = |code, number, objective, unit, method, direction, office, targets| Row {
         code,
         number,
@@ -59,7 +59,16 @@ fn plan() -> Vec<Row> {
     };
     vec![
         // Mục tiêu 1: phát triển toàn diện, sức khỏe, dinh dưỡng
-        row("1", 1, 1, Wards, Method::WardsRecognised { recognition: Recognition::ChildFriendly }, Up, Labour, both(AtLeast, 2.0, AtLeast, 4.0)),
+        row(
+            "1",
+            1,
+            1,
+            Wards,
+            Method::WardsRecognised { recognition: Recognition::ChildFriendly },
+            Up,
+            Labour,
+            both(AtLeast, 2.0, AtLeast, 4.0),
+        ),
         row("2", 2, 1, Pct, OBSERVED, Up, Health, both(AtLeast, 80.0, AtLeast, 85.0)),
         row("3a", 3, 1, PerMille, OBSERVED, Down, Health, both(Zero, 0.0, Zero, 0.0)),
         row("3b", 3, 1, PerMille, OBSERVED, Down, Health, both(Zero, 0.0, Zero, 0.0)),
@@ -73,30 +82,12 @@ fn plan() -> Vec<Row> {
         row("7", 7, 1, Pct, OBSERVED, Up, Education, both(AtLeast, 100.0, AtLeast, 100.0)),
         // Mục tiêu 2: bảo vệ trẻ em
         row("8a", 8, 2, Pct, cases(C::SpecialCircumstances, P::ChildrenUnder16), Down, Labour, both(Below, 4.5, Below, 3.5)),
-        row(
-            "8b",
-            8,
-            2,
-            Pct,
-            Method::SupportedCases { category: C::SpecialCircumstances },
-            Up,
-            Labour,
-            every(2025..=2030, Above, 98.0),
-        ),
+        row("8b", 8, 2, Pct, Method::SupportedCases { category: C::SpecialCircumstances }, Up, Labour, every(2025..=2030, Above, 98.0)),
         row("9", 9, 2, Pct, cases(C::Abuse, P::ChildrenUnder16), Down, Police, both(Below, 2.5, Below, 2.0)),
         row("10", 10, 2, Pct, cases(C::ChildLabour, P::ChildrenAged5To17), Down, Labour, both(AtMost, 4.5, Below, 4.0)),
         row("11a", 11, 2, Per100k, cases(C::Injury, P::ChildrenUnder16), Down, Culture, both(AtMost, 550.0, AtMost, 500.0)),
         row("11b", 11, 2, Per100k, cases(C::FatalInjury, P::ChildrenUnder16), Down, Culture, both(AtMost, 13.0, AtMost, 12.0)),
-        row(
-            "12",
-            12,
-            2,
-            Pct,
-            Method::SupportedCases { category: C::DisasterAffected },
-            Up,
-            Labour,
-            both(AtLeast, 100.0, AtLeast, 100.0),
-        ),
+        row("12", 12, 2, Pct, Method::SupportedCases { category: C::DisasterAffected }, Up, Labour, both(AtLeast, 100.0, AtLeast, 100.0)),
         row("13", 13, 2, Pct, cases(C::ChildMarriage, P::MarriagesRegistered), Down, Justice, every(2022..=2030, Zero, 0.0)),
         row("14", 14, 2, Pct, OBSERVED, Up, Justice, both(AtLeast, 99.0, AtLeast, 100.0)),
         // Mục tiêu 3: giáo dục, văn hóa, vui chơi, giải trí
@@ -109,7 +100,16 @@ fn plan() -> Vec<Row> {
         row("19", 19, 3, Pct, OBSERVED, Up, Education, vec![(2025, AtLeast, 60.0)]),
         row("20a", 20, 3, Pct, OBSERVED, Up, Education, both(AtLeast, 50.0, AtLeast, 55.0)),
         row("20b", 20, 3, Pct, OBSERVED, Up, Education, both(AtLeast, 80.0, AtLeast, 90.0)),
-        row("21", 21, 3, Wards, Method::WardsRecognised { recognition: Recognition::PlaySpace }, Up, Culture, both(AtLeast, 2.0, AtLeast, 4.0)),
+        row(
+            "21",
+            21,
+            3,
+            Wards,
+            Method::WardsRecognised { recognition: Recognition::PlaySpace },
+            Up,
+            Culture,
+            both(AtLeast, 2.0, AtLeast, 4.0),
+        ),
         // Mục tiêu 4: sự tham gia của trẻ em
         row("22", 22, 4, Pct, OBSERVED, Up, Labour, both(AtLeast, 30.0, AtLeast, 35.0)),
         row("23", 23, 4, Pct, OBSERVED, Up, Labour, both(AtLeast, 85.0, AtLeast, 90.0)),
@@ -195,11 +195,7 @@ fn wordings_are_quoted_verbatim_from_the_plan() {
         let start = section.find(&prefix).unwrap_or_else(|| panic!("section II has no {prefix}"));
         let next = format!("Chỉ tiêu {}", i.number + 1);
         let end = section[start..].find(&next).map_or(section.len(), |e| start + e);
-        assert!(
-            section[start..end].contains(&i.wording_vi),
-            "indicator {}: wording_vi comes from another indicator's sentence",
-            i.code
-        );
+        assert!(section[start..end].contains(&i.wording_vi), "indicator {}: wording_vi comes from another indicator's sentence", i.code);
         for t in &i.targets {
             assert!(
                 i.wording_vi.contains(quoted(&t.wording_vi)),
@@ -360,7 +356,14 @@ fn a_fraction_exactly_at_the_target_equals_the_target() {
     // Scaling after dividing would give 7.000000000000001 for 7/100 and
     // 0.13999999999999999 for 14/10 000.
     let c = shipped();
-    for (code, year, n, d) in [("4c", 2025, 7, 100), ("4a", 2025, 8, 100), ("18b", 2025, 14, 10_000), ("8a", 2030, 35, 1_000), ("11b", 2025, 13, 100_000), ("10", 2025, 9, 200)] {
+    for (code, year, n, d) in [
+        ("4c", 2025, 7, 100),
+        ("4a", 2025, 8, 100),
+        ("18b", 2025, 14, 10_000),
+        ("8a", 2030, 35, 1_000),
+        ("11b", 2025, 13, 100_000),
+        ("10", 2025, 9, 200),
+    ] {
         let i = ind(&c, code);
         let t = i.targets.iter().find(|t| t.year == year).unwrap();
         assert_eq!(judge::value(i.unit, Fraction { numerator: n, denominator: d }), Some(t.value), "{code}: {n}/{d}");

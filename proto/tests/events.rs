@@ -6,12 +6,12 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{case_opened, envelope, observed, one_of_each_kind, uuid, CASE, EARLIER};
+use common::{CASE, EARLIER, case_opened, envelope, observed, one_of_each_kind, uuid};
 use serde_json::{Value, json};
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::{
-    AgeBand, CaseCategory, CaseClosed, CaseSupportRecorded, DecodeError, EventCorrected, EventRetracted, MAX_EVENT_BYTES,
-    PopulationGroup, PopulationReported, Recognition, SCHEMA_VERSION, Sex, WardRecognised,
+    AgeBand, CaseCategory, CaseClosed, CaseSupportRecorded, DecodeError, EventCorrected, EventRetracted, MAX_EVENT_BYTES, PopulationGroup,
+    PopulationReported, Recognition, SCHEMA_VERSION, Sex, WardRecognised,
 };
 use treem_proto::{Envelope, Event, EventError};
 
@@ -75,10 +75,8 @@ fn enum_names_on_the_wire_are_the_names_the_code_prints() {
 
 #[test]
 fn the_wire_form_of_each_body_is_as_documented() {
-    let bodies: Vec<Value> = one_of_each_kind()
-        .into_iter()
-        .map(|e| serde_json::to_value(envelope(1, e)).unwrap()["body"].clone())
-        .collect();
+    let bodies: Vec<Value> =
+        one_of_each_kind().into_iter().map(|e| serde_json::to_value(envelope(1, e)).unwrap()["body"].clone()).collect();
     assert_eq!(bodies[1], json!({"indicator": "4a", "year": 2024, "numerator": 21, "denominator": 310, "source": "health_centre"}));
     assert_eq!(bodies[2], json!({"recognition": "child_friendly", "year": 2024, "granted": true}));
     assert_eq!(
@@ -127,7 +125,8 @@ fn an_unknown_indicator_is_refused_with_the_known_codes() {
 
 #[test]
 fn a_numerator_above_its_denominator_is_refused() {
-    let err = assert_refused(observed("2", 2024, 90, Some(80)), &["numerator 90 is greater than denominator 80", "indicator 2", "cannot exceed"]);
+    let err =
+        assert_refused(observed("2", 2024, 90, Some(80)), &["numerator 90 is greater than denominator 80", "indicator 2", "cannot exceed"]);
     assert_eq!(err, EventError::NumeratorAboveDenominator { code: "2".into(), numerator: 90, denominator: 80 });
     assert!(observed("2", 2024, 80, Some(80)).validate(&Catalogue::shipped()).is_ok(), "equal is a full 100 %");
     assert_refused(observed("2", 2024, 0, Some(0)), &["denominator must be at least 1"]);
@@ -144,13 +143,19 @@ fn years_outside_2021_to_2030_are_refused() {
     }
     let figures = [(PopulationGroup::ChildrenUnder16, 10)].into();
     assert_refused(Event::PopulationReported(PopulationReported { year: 2020, figures }), &["year 2020"]);
-    assert_refused(Event::WardRecognised(WardRecognised { recognition: Recognition::PlaySpace, year: 2031, granted: true }), &["year 2031"]);
+    assert_refused(
+        Event::WardRecognised(WardRecognised { recognition: Recognition::PlaySpace, year: 2031, granted: true }),
+        &["year 2031"],
+    );
     let mut late = case_opened(CaseCategory::Injury, &[]);
     if let Event::CaseOpened(c) = &mut late {
         c.year = 2031;
     }
     assert_refused(late, &["year 2031"]);
-    assert_refused(Event::CaseSupportRecorded(CaseSupportRecorded { case_id: uuid(CASE), year: 2020, support: "relief".into() }), &["year 2020"]);
+    assert_refused(
+        Event::CaseSupportRecorded(CaseSupportRecorded { case_id: uuid(CASE), year: 2020, support: "relief".into() }),
+        &["year 2020"],
+    );
     assert_refused(Event::CaseClosed(CaseClosed { case_id: uuid(CASE), year: 2031, reason: "moved".into() }), &["year 2031"]);
 }
 
@@ -175,14 +180,20 @@ fn a_computed_indicator_cannot_be_observed_directly() {
         ("12", "case.support_recorded (disaster_affected)"),
         ("13", "case.opened (child_marriage) and population.reported (marriages_registered)"),
     ] {
-        let err = assert_refused(observed(code, 2024, 1, Some(100)), &[&format!("indicator {code} is computed by treem from"), from, "cannot be observed directly", "record"]);
+        let err = assert_refused(
+            observed(code, 2024, 1, Some(100)),
+            &[&format!("indicator {code} is computed by treem from"), from, "cannot be observed directly", "record"],
+        );
         assert!(matches!(err, EventError::NotObservable { .. }), "{code}");
     }
 }
 
 #[test]
 fn other_bad_bodies_are_refused_with_the_reason() {
-    assert_refused(Event::PopulationReported(PopulationReported { year: 2024, figures: BTreeMap::new() }), &["no figures", "children_under_16"]);
+    assert_refused(
+        Event::PopulationReported(PopulationReported { year: 2024, figures: BTreeMap::new() }),
+        &["no figures", "children_under_16"],
+    );
     assert_refused(case_opened(CaseCategory::SpecialCircumstances, &[]), &["at least one art. 10 group letter"]);
     assert_refused(case_opened(CaseCategory::SpecialCircumstances, &['a', 'p']), &["'p'", "a–o"]);
     assert_refused(case_opened(CaseCategory::Abuse, &['b']), &["only to special-circumstances cases, not abuse"]);
@@ -191,10 +202,15 @@ fn other_bad_bodies_are_refused_with_the_reason() {
         o.source = "  ".into();
     }
     assert_refused(blank, &["source must not be empty"]);
-    assert_refused(Event::CaseSupportRecorded(CaseSupportRecorded { case_id: uuid(CASE), year: 2024, support: "x".repeat(201) }), &["support is too long (201 characters, at most 200)"]);
+    assert_refused(
+        Event::CaseSupportRecorded(CaseSupportRecorded { case_id: uuid(CASE), year: 2024, support: "x".repeat(201) }),
+        &["support is too long (201 characters, at most 200)"],
+    );
     assert_refused(Event::EventRetracted(EventRetracted { replaces: uuid(EARLIER), reason: String::new() }), &["reason must not be empty"]);
     // A correction is checked like the event it carries, and never nests.
-    let fix = |corrected: Event| Event::EventCorrected(EventCorrected { replaces: uuid(EARLIER), corrected: Box::new(corrected), reason: "typo".into() });
+    let fix = |corrected: Event| {
+        Event::EventCorrected(EventCorrected { replaces: uuid(EARLIER), corrected: Box::new(corrected), reason: "typo".into() })
+    };
     assert_refused(fix(observed("2", 2024, 9, Some(8))), &["numerator 9 is greater than denominator 8"]);
     assert_refused(fix(observed("9", 2024, 1, Some(8))), &["cannot be observed directly"]);
     let retraction = Event::EventRetracted(EventRetracted { replaces: uuid(EARLIER), reason: "dup".into() });

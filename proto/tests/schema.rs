@@ -206,7 +206,8 @@ fn every_kind_is_in_the_schema() {
         assert_eq!(def["additionalProperties"], false, "{kind}: readers refuse unknown body fields");
     }
     assert_eq!(s["properties"]["schema"]["const"], SCHEMA_VERSION, "the schema documents the version the code writes");
-    let corrected: Vec<&str> = s["$defs"]["corrected_event"]["properties"]["kind"]["enum"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    let corrected: Vec<&str> =
+        s["$defs"]["corrected_event"]["properties"]["kind"]["enum"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(corrected, Event::KINDS[..6], "a correction carries any kind but a correction or retraction");
 }
 
@@ -300,8 +301,13 @@ fn bad_events_are_refused_by_schema_and_code_alike() {
         let mut v = load(kind);
         mutate(&mut v);
         let errors = conforms(&s, &v);
-        assert!(errors.iter().any(|e| e.contains(expected)), "{kind} mutated to {v}: schema errors {errors:#?} should contain {expected:?}");
-        let code = Envelope::decode(&serde_json::to_vec(&v).unwrap()).map_err(|e| e.to_string()).and_then(|env| env.event.validate(&catalogue).map_err(|e| e.to_string()));
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{kind} mutated to {v}: schema errors {errors:#?} should contain {expected:?}"
+        );
+        let code = Envelope::decode(&serde_json::to_vec(&v).unwrap())
+            .map_err(|e| e.to_string())
+            .and_then(|env| env.event.validate(&catalogue).map_err(|e| e.to_string()));
         assert!(code.is_err(), "{kind} mutated to {v} is refused by the schema but accepted by the code");
     }
 }

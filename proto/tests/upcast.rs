@@ -35,7 +35,8 @@ fn v1_indicator_observed_period_string_becomes_year() {
     assert_eq!(o.year, 2023);
     assert_eq!((o.numerator, o.denominator), (23, Some(412)));
     assert_eq!(o.source, "health_centre");
-    let out: Value = serde_json::from_slice(&Envelope::decode(&read("tests/fixtures/v1/indicator_observed.json")).unwrap().encode()).unwrap();
+    let out: Value =
+        serde_json::from_slice(&Envelope::decode(&read("tests/fixtures/v1/indicator_observed.json")).unwrap().encode()).unwrap();
     assert_eq!(out["body"]["year"], 2023);
     assert!(out["body"].get("period").is_none(), "the v1 field does not survive");
 }

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use treem_proto::event::{
-    AgeBand, CaseCategory, CaseClosed, CaseOpened, CaseSupportRecorded, Event, EventCorrected, EventRetracted,
-    IndicatorObserved, PopulationGroup, PopulationReported, Recognition, SCHEMA_VERSION, Sex, WardRecognised,
-};
 use treem_proto::Envelope;
+use treem_proto::event::{
+    AgeBand, CaseCategory, CaseClosed, CaseOpened, CaseSupportRecorded, Event, EventCorrected, EventRetracted, IndicatorObserved,
+    PopulationGroup, PopulationReported, Recognition, SCHEMA_VERSION, Sex, WardRecognised,
+};
 use uuid::Uuid;
 
 pub fn uuid(s: &str) -> Uuid {

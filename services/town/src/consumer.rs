@@ -46,11 +46,7 @@ async fn session(
         if *stop.borrow() {
             return Ok(());
         }
-        let fetch = consumer
-            .fetch()
-            .max_messages(shared.config.batch_size)
-            .expires(Duration::from_millis(500))
-            .messages();
+        let fetch = consumer.fetch().max_messages(shared.config.batch_size).expires(Duration::from_millis(500)).messages();
         let mut batch = tokio::select! {
             b = fetch => b.map_err(|e| format!("fetch: {e}"))?,
             _ = stop.changed() => return Ok(()),

@@ -22,9 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use treem_proto::catalogue::Catalogue;
-use treem_proto::event::{
-    AgeBand, CaseCategory, Envelope, Event, LAST_YEAR, Sex,
-};
+use treem_proto::event::{AgeBand, CaseCategory, Envelope, Event, LAST_YEAR, Sex};
 use treem_proto::hierarchy::Hierarchy;
 use treem_proto::subject;
 use uuid::Uuid;
@@ -43,10 +41,23 @@ pub struct Ctx {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Applied, with how many held successors applied after it.
-    Applied { ward: String, seq: u64, then_applied: u64 },
-    Duplicate { ward: String, seq: u64 },
-    Held { ward: String, seq: u64, expected: u64 },
-    Parked { reason: String },
+    Applied {
+        ward: String,
+        seq: u64,
+        then_applied: u64,
+    },
+    Duplicate {
+        ward: String,
+        seq: u64,
+    },
+    Held {
+        ward: String,
+        seq: u64,
+        expected: u64,
+    },
+    Parked {
+        reason: String,
+    },
 }
 
 /// Sync facts of one ward, kept by the fold (no wall clock: pure).
@@ -193,11 +204,7 @@ fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: E
     let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
     let mut scratch = Scratch::new(kv);
     let mut local_dirty = Dirty::new();
-    let result = env
-        .event
-        .validate(&ctx.catalogue)
-        .map_err(|e| e.to_string())
-        .and_then(|()| effect(&mut scratch, &env, &mut local_dirty));
+    let result = env.event.validate(&ctx.catalogue).map_err(|e| e.to_string()).and_then(|()| effect(&mut scratch, &env, &mut local_dirty));
     let refused = match result {
         Ok(()) => {
             let writes = scratch.writes;
@@ -302,8 +309,8 @@ fn effect(kv: &mut impl Kv, env: &Envelope, dirty: &mut Dirty) -> Result<(), Str
 
 /// The event a correction or retraction names, if it may be replaced.
 fn replaced(kv: &impl Kv, env: &Envelope, id: Uuid) -> Result<EvRecord, String> {
-    let rec: EvRecord = get_json(kv, &keys::ev(id))
-        .ok_or_else(|| format!("{} names event {id}, which this town has not applied", env.event.kind()))?;
+    let rec: EvRecord =
+        get_json(kv, &keys::ev(id)).ok_or_else(|| format!("{} names event {id}, which this town has not applied", env.event.kind()))?;
     if rec.ward != env.ward {
         return Err(format!("{} names event {id} of ward {}; a ward may replace only its own events", env.event.kind(), rec.ward));
     }
@@ -415,8 +422,8 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
 }
 
 fn own_case(kv: &impl Kv, ward: &str, case_id: Uuid) -> Result<CaseState, String> {
-    let case: CaseState = get_json(kv, &keys::case(case_id))
-        .ok_or_else(|| format!("case {case_id} is not open at this town; open it first"))?;
+    let case: CaseState =
+        get_json(kv, &keys::case(case_id)).ok_or_else(|| format!("case {case_id} is not open at this town; open it first"))?;
     if case.ward != ward {
         return Err(format!("case {case_id} belongs to ward {}", case.ward));
     }
@@ -446,10 +453,8 @@ fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
         Event::CaseSupportRecorded(_) => {
             case.supports.remove(&id);
         }
-        Event::CaseClosed(_) => {
-            if case.closed.map(|(c, _)| c) == Some(id) {
-                case.closed = None;
-            }
+        Event::CaseClosed(_) if case.closed.map(|(c, _)| c) == Some(id) => {
+            case.closed = None;
         }
         _ => {}
     }
@@ -460,11 +465,7 @@ fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
 /// The years a case counts in: the year of an incident, or every year a
 /// state lasts (see `CaseCategory::counts_while_open`).
 pub fn years_counted(case: &CaseState) -> std::ops::RangeInclusive<u16> {
-    if case.category.counts_while_open() {
-        case.year..=case.closed.map(|(_, y)| y).unwrap_or(LAST_YEAR)
-    } else {
-        case.year..=case.year
-    }
+    if case.category.counts_while_open() { case.year..=case.closed.map(|(_, y)| y).unwrap_or(LAST_YEAR) } else { case.year..=case.year }
 }
 
 /// Adds (`sign` = 1) or removes (-1) a case's counts.
@@ -476,11 +477,7 @@ fn contribute(kv: &mut impl Kv, case: &CaseState, sign: i64, dirty: &mut Dirty) 
         };
         let key = keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status);
         add_u64(kv, key, sign);
-        let supported = if case.category.counts_while_open() {
-            case.supports.values().any(|&s| s <= y)
-        } else {
-            !case.supports.is_empty()
-        };
+        let supported = if case.category.counts_while_open() { case.supports.values().any(|&s| s <= y) } else { !case.supports.is_empty() };
         if supported {
             add_u64(kv, keys::supported(y, &case.ward, case.category.name()), sign);
         }

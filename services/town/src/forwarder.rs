@@ -84,20 +84,14 @@ async fn forward_once(shared: &Shared, js: &async_nats::jetstream::Context) -> R
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", snap.msg_id().as_str());
         let payload = Bytes::from(serde_json::to_vec(&snap).expect("snapshot serialises"));
-        let ack = js
-            .publish_with_headers(subject.clone(), headers, payload)
-            .await
-            .map_err(|e| format!("publish snapshot {year}: {e}"))?;
+        let ack = js.publish_with_headers(subject.clone(), headers, payload).await.map_err(|e| format!("publish snapshot {year}: {e}"))?;
         acks.push(ack);
     }
     for ack in acks {
         ack.await.map_err(|e| format!("province stream did not acknowledge: {e}"))?;
     }
     let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || store.outbox_done(last))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || store.outbox_done(last)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     shared.forwarded_version.store(last, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(version = last, years = years.len(), "forwarded to province");
     Ok(years.len())

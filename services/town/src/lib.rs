@@ -77,9 +77,7 @@ pub struct Node {
 pub fn write_addr_file(data_dir: &std::path::Path, addr: SocketAddr) -> Result<(), Error> {
     let path = data_dir.join("http.addr");
     let tmp = data_dir.join("http.addr.tmp");
-    std::fs::write(&tmp, addr.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| Error::AddrFile { path, source })
+    std::fs::write(&tmp, addr.to_string()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|source| Error::AddrFile { path, source })
 }
 
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Error> {

@@ -70,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
             if a == b {
                 println!("rebuilt projection equals the live one");
             } else {
-                bail!("rebuilt projection DIFFERS from the live one (has the live town applied every message? is it at the same stream position?)");
+                bail!(
+                    "rebuilt projection DIFFERS from the live one (has the live town applied every message? is it at the same stream position?)"
+                );
             }
         }
     }

@@ -35,10 +35,7 @@ pub fn views(store: &TownStore, ctx: &Ctx, wards: &[String]) -> Value {
         for w in wards {
             per_ward.insert(w.clone(), json!(cases::summary(&store.tree, year, Some(w))));
         }
-        years.insert(
-            year.to_string(),
-            json!({ "figures": f, "cases": cases::summary(&store.tree, year, None), "ward_cases": per_ward }),
-        );
+        years.insert(year.to_string(), json!({ "figures": f, "cases": cases::summary(&store.tree, year, None), "ward_cases": per_ward }));
     }
     let positions: serde_json::Map<String, Value> = wards
         .iter()

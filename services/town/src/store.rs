@@ -118,11 +118,7 @@ impl TownStore {
     }
 
     pub fn parked(&self) -> Vec<fold::Parked> {
-        self.tree
-            .scan_prefix(keys::PARKED_PREFIX)
-            .filter_map(Result::ok)
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect()
+        self.tree.scan_prefix(keys::PARKED_PREFIX).filter_map(Result::ok).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
     }
 }
 

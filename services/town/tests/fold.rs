@@ -117,10 +117,7 @@ fn cases_over_population_and_supported_share() {
     let b = Uuid::new_v4();
     apply(&mut kv, &env("25320", 2, open(a, CaseCategory::SpecialCircumstances, 2024)));
     apply(&mut kv, &env("25320", 3, open(b, CaseCategory::SpecialCircumstances, 2024)));
-    apply(
-        &mut kv,
-        &env("25320", 4, Event::CaseSupportRecorded(CaseSupportRecorded { case_id: a, year: 2024, support: "care".into() })),
-    );
+    apply(&mut kv, &env("25320", 4, Event::CaseSupportRecorded(CaseSupportRecorded { case_id: a, year: 2024, support: "care".into() })));
     // 8a: 2 children in special circumstances of 2000 → 0.1 %.
     assert_eq!(town_figure(&kv, 2024, "8a"), Some(Fraction { numerator: 2, denominator: 2000 }));
     // 8b: 1 of the 2 supported.
@@ -144,7 +141,11 @@ fn corrections_and_retractions_replace_exactly_the_named_event() {
     let fix = env(
         "25320",
         2,
-        Event::EventCorrected(EventCorrected { replaces: first.id, corrected: Box::new(observed("5a", 2024, 95, 100)), reason: "typo".into() }),
+        Event::EventCorrected(EventCorrected {
+            replaces: first.id,
+            corrected: Box::new(observed("5a", 2024, 95, 100)),
+            reason: "typo".into(),
+        }),
     );
     apply(&mut kv, &fix);
     assert_eq!(town_figure(&kv, 2024, "5a"), Some(Fraction { numerator: 95, denominator: 100 }));
@@ -180,7 +181,8 @@ fn wards_recognised_count_over_the_town() {
     }
     // Held since 2021, so counted in 2024 too; the sixth ward never reported.
     assert_eq!(town_figure(&kv, 2024, "1"), Some(Fraction { numerator: 5, denominator: 6 }));
-    let lost = env("25320", 2, Event::WardRecognised(WardRecognised { recognition: Recognition::ChildFriendly, year: 2023, granted: false }));
+    let lost =
+        env("25320", 2, Event::WardRecognised(WardRecognised { recognition: Recognition::ChildFriendly, year: 2023, granted: false }));
     apply(&mut kv, &lost);
     assert_eq!(town_figure(&kv, 2022, "1"), Some(Fraction { numerator: 5, denominator: 6 }));
     assert_eq!(town_figure(&kv, 2024, "1"), Some(Fraction { numerator: 4, denominator: 6 }));
@@ -211,7 +213,14 @@ fn bad_messages_are_parked_and_change_nothing_else() {
     let o = fold::apply(&mut kv, &c, "treem.v1.events.70.690.25320.indicator.observed", &serde_json::to_vec(&v).unwrap(), &mut dirty);
     assert!(matches!(&o, Outcome::Parked { reason } if reason.contains("newer")), "{o:?}");
     // Only parked records were added; every figure is as before.
-    let strip = |kv: &MemKv| -> MemKv { MemKv(kv.0.iter().filter(|(k, _)| !k.starts_with(b"parked/") && !k.starts_with(b"meta/")).map(|(k, v)| (k.clone(), v.clone())).collect()) };
+    let strip = |kv: &MemKv| -> MemKv {
+        MemKv(
+            kv.0.iter()
+                .filter(|(k, _)| !k.starts_with(b"parked/") && !k.starts_with(b"meta/"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    };
     assert_eq!(strip(&kv), strip(&before));
     assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 7, denominator: 100 }));
 }

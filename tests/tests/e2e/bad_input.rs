@@ -77,12 +77,29 @@ async fn every_interface_refuses_bad_input_and_changes_nothing() {
             .output()
             .expect("treem-ward runs")
     };
-    let out = cli(&["record", "observation", "--indicator", "4a", "--year", "2024", "--numerator", "200", "--denominator", "100", "--source", "health_centre"]);
+    let out = cli(&[
+        "record",
+        "observation",
+        "--indicator",
+        "4a",
+        "--year",
+        "2024",
+        "--numerator",
+        "200",
+        "--denominator",
+        "100",
+        "--source",
+        "health_centre",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("greater than denominator"), "CLI error: {err}");
     let csv = sys.path("bad.csv");
-    std::fs::write(&csv, "indicator,year,numerator,denominator,source\n4a,2024,5,100,health_centre\n4z,2024,1,100,school\n2,2035,1,10,school\n").unwrap();
+    std::fs::write(
+        &csv,
+        "indicator,year,numerator,denominator,source\n4a,2024,5,100,health_centre\n4z,2024,1,100,school\n2,2035,1,10,school\n",
+    )
+    .unwrap();
     let out = cli(&["import-csv", csv.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -20,13 +20,13 @@ mod harness;
 /// Starting the parts of a system for a scenario.
 mod system;
 
+/// Bad input at the ward's HTTP, CLI and CSV, and at the town and province APIs.
+mod bad_input;
+/// kill -9 of a ward binary mid-recording and mid-replication, and of the town mid-stream.
+mod crash;
+/// Duplicates, reordering, a town restart, a poison message, rebuild = live.
+mod delivery;
 /// Recorded at a ward → town API → province, values computed by hand.
 mod flow;
 /// A ward records while NATS is down; everything arrives once.
 mod offline;
-/// kill -9 of a ward binary mid-recording and mid-replication, and of the town mid-stream.
-mod crash;
-/// Bad input at the ward's HTTP, CLI and CSV, and at the town and province APIs.
-mod bad_input;
-/// Duplicates, reordering, a town restart, a poison message, rebuild = live.
-mod delivery;

@@ -38,10 +38,13 @@ pub async fn list(
     let Query(p) = params?;
     let year = check_year(p.year)?;
     check_ward(&shared, p.ward.as_deref())?;
-    if let Some(code) = &p.code {
-        if shared.ctx.catalogue.get(code).is_none() {
-            return Err(ApiError::not_found(format!("unknown indicator {code:?}; known codes are {}", shared.ctx.catalogue.codes().join(", "))));
-        }
+    if let Some(code) = &p.code
+        && shared.ctx.catalogue.get(code).is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "unknown indicator {code:?}; known codes are {}",
+            shared.ctx.catalogue.codes().join(", ")
+        )));
     }
     let figures = indicators::figures(&shared.store.tree, &shared.ctx.catalogue, &shared.wards, year);
     let scope_figures = match &p.ward {

@@ -90,12 +90,9 @@ pub fn figures(kv: &impl KvScan, catalogue: &Catalogue, wards: &[String], year: 
                 Method::Observed => last_value(kv, &keys::fact_prefix(&fold::obs_fact(ward, year, &ind.code)))
                     .and_then(|v| serde_json::from_slice::<Observation>(&v).ok())
                     .map(|o| Fraction { numerator: o.numerator, denominator: o.denominator.unwrap_or(0) }),
-                Method::CasesOverPopulation { category, population: group } => {
-                    population.get(&group).filter(|&&d| d > 0).map(|&d| Fraction {
-                        numerator: counts.get(&(ward.clone(), category.name().into())).map(|c| c.0).unwrap_or(0),
-                        denominator: d,
-                    })
-                }
+                Method::CasesOverPopulation { category, population: group } => population.get(&group).filter(|&&d| d > 0).map(|&d| {
+                    Fraction { numerator: counts.get(&(ward.clone(), category.name().into())).map(|c| c.0).unwrap_or(0), denominator: d }
+                }),
                 Method::SupportedCases { category } => counts
                     .get(&(ward.clone(), category.name().into()))
                     .filter(|c| c.0 > 0)
