@@ -78,6 +78,8 @@ readonly bin="$repo/target/$profile"
 sync_timeout="${TREEM_SYNC_TIMEOUT:-300}"
 [[ "$sync_timeout" =~ ^[0-9]+$ ]] || die "TREEM_SYNC_TIMEOUT must be a number of seconds, not '$sync_timeout'"
 export RUST_LOG="${RUST_LOG:-info}"
+# Plain text in the log files: the services' logs honour NO_COLOR.
+export NO_COLOR=1
 
 started=$SECONDS
 
@@ -134,11 +136,15 @@ ward_object() { printf '%s' "$1" | tr '{' '\n' | grep -F "\"ward\":\"$2\"" | hea
 indicator_rows() {
   local line code num den value status
   while IFS= read -r line || [[ -n "$line" ]]; do
-    [[ "$line" =~ \"code\":\"([^\"]*)\" ]] && code="${BASH_REMATCH[1]}" || continue
-    [[ "$line" =~ \"numerator\":(null|[0-9]+) ]] && num="${BASH_REMATCH[1]}" || num=null
-    [[ "$line" =~ \"denominator\":(null|[0-9]+),\"value\":(null|[-0-9.eE+]+) ]] && den="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}" \
-      || { den=null value=null; }
-    [[ "$line" =~ \"status\":\"([^\"]*)\" ]] && status="${BASH_REMATCH[1]}" || status=unknown
+    [[ "$line" =~ \"code\":\"([^\"]*)\" ]] || continue
+    code="${BASH_REMATCH[1]}"
+    num=null den=null value=null status=unknown
+    if [[ "$line" =~ \"numerator\":(null|[0-9]+) ]]; then num="${BASH_REMATCH[1]}"; fi
+    # The indicator's own value follows its denominator (targets have values too).
+    if [[ "$line" =~ \"denominator\":(null|[0-9]+),\"value\":(null|[-0-9.eE+]+) ]]; then
+      den="${BASH_REMATCH[1]}" value="${BASH_REMATCH[2]}"
+    fi
+    if [[ "$line" =~ \"status\":\"([^\"]*)\" ]]; then status="${BASH_REMATCH[1]}"; fi
     printf '%s %s %s %s %s\n' "$code" "$num" "$den" "$value" "$status"
   done < <(printf '%s' "$1" | sed 's/{"code":/\n{"code":/g')
 }
@@ -262,6 +268,7 @@ fi
 mkdir -p "$logs"
 echo $$ >"$run/run-local.pid"
 
+services_started=$SECONDS
 nats_port=4222
 if port_open "$nats_port"; then
   nats_port=4223
@@ -308,7 +315,7 @@ wait_until town 60 http_get "http://127.0.0.1:$TOWN_PORT/health"
 for i in "${!WARD_CODES[@]}"; do
   wait_until "ward-${WARD_CODES[i]}" 60 http_get "http://127.0.0.1:${WARD_PORTS[i]}/health"
 done
-say "all ${#names[@]} processes answer ($((SECONDS - started)) s since start)"
+say "all ${#names[@]} processes answer ($((SECONDS - services_started)) s after starting them)"
 
 # --- 4. sample data ------------------------------------------------------------------
 held=0
@@ -358,19 +365,22 @@ figures() {
   while read -r code num den _; do printf '%s=%s/%s ' "$code" "$num" "$den"; done < <(indicator_rows "$1")
 }
 
+# Succeeds when the province shows the town's figures for every sample year.
 province_progress() {
-  local town province
-  town="$(http_get "$town_url/api/v1/indicators?year=$SAMPLE_YEAR" 2>/dev/null)" || { echo "town not answering"; return 1; }
-  province="$(http_get "$province_url/api/v1/indicators?year=$SAMPLE_YEAR" 2>/dev/null)" || { echo "province not answering"; return 1; }
-  if ! [[ "$province" =~ \"numerator\":[0-9] ]]; then
-    echo "province has no $SAMPLE_YEAR figures yet"
-    return 1
-  fi
-  if [[ "$(figures "$town")" != "$(figures "$province")" ]]; then
-    echo "province figures for $SAMPLE_YEAR differ from the town's (an older snapshot)"
-    return 1
-  fi
-  echo "province has the town's $SAMPLE_YEAR figures"
+  local year town province
+  for year in 2021 2022 2023 "$SAMPLE_YEAR"; do
+    town="$(http_get "$town_url/api/v1/indicators?year=$year" 2>/dev/null)" || { echo "town not answering"; return 1; }
+    province="$(http_get "$province_url/api/v1/indicators?year=$year" 2>/dev/null)" || { echo "province not answering"; return 1; }
+    if ! [[ "$province" =~ \"numerator\":[0-9] ]]; then
+      echo "province has no $year figures yet"
+      return 1
+    fi
+    if [[ "$(figures "$town")" != "$(figures "$province")" ]]; then
+      echo "province figures for $year differ from the town's (an older snapshot)"
+      return 1
+    fi
+  done
+  echo "province has the town's figures for 2021–$SAMPLE_YEAR"
 }
 
 # Waits until $2 succeeds, printing its progress every 5 s; $1 names the wait.
@@ -413,7 +423,13 @@ echo "Bình Long (town 690), indicators for $SAMPLE_YEAR, as the town computes t
 printf '  %-5s %-21s %10s  %s\n' code numerator/denominator value status
 while read -r code num den value status; do
   if [[ "$value" == null ]]; then value=-; else value="$(printf '%.2f' "$value")"; fi
-  if [[ "$den" == null ]]; then fraction="$num"; else fraction="$num/$den"; fi
+  if [[ "$num" == null ]]; then
+    fraction=-
+  elif [[ "$den" == null ]]; then
+    fraction="$num"
+  else
+    fraction="$num/$den"
+  fi
   printf '  %-5s %-21s %10s  %s\n' "$code" "$fraction" "$value" "$status"
 done < <(indicator_rows "$town_indicators")
 

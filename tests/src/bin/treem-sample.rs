@@ -263,9 +263,14 @@ impl WardLoader {
                 ("22", aged_7_plus, 18.0, 28.0 - 6.0 * lag, "ward_survey"),
                 ("23", u16n, 75.0, 84.0 - 4.0 * lag, "ward_survey"),
                 ("24", aged_11_plus, 15.0, 27.0, "ward_survey"),
-                ("6", 1 + self.rng.below(3), 0.0, 0.0, "health_centre"),
+                // Children born to mothers living with HIV: none or one a year.
+                ("6", self.rng.below(2), 0.0, 0.0, "health_centre"),
             ];
             for (code, den, from, to, source) in rates {
+                if den == 0 {
+                    // Nothing to measure (a rate needs a denominator of at least 1).
+                    continue;
+                }
                 // Wards drift apart from 2021 on (which is the plan's
                 // baseline); small counts (schools, HIV-exposed births) take no noise.
                 let noise = if den >= 100 { bias * f64::from(t) / 3.0 } else { 0.0 };
@@ -394,7 +399,17 @@ usage: treem-sample --ward CODE=URL [--ward CODE=URL ...] [--seed N] [--force]
                    (their cases would then count twice)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("treem-sample: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut targets: BTreeMap<String, String> = BTreeMap::new();
     let mut args = std::env::args().skip(1);
     let mut seed = 2022u64;
