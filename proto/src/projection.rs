@@ -27,8 +27,10 @@ pub struct TownSnapshot {
     pub indicators: BTreeMap<String, Fraction>,
     /// Ward code → indicator code → figure.
     pub wards: BTreeMap<String, BTreeMap<String, Fraction>>,
-    /// Case category → cases opened in the year.
-    pub cases_opened: BTreeMap<String, u64>,
+    /// Case category → cases counted in the year: incidents (abuse, injury,
+    /// marriage, disaster) in the year they happened, states (special
+    /// circumstances, child labour) in every year the case is open.
+    pub cases_counted: BTreeMap<String, u64>,
 }
 
 impl TownSnapshot {

@@ -245,7 +245,7 @@ impl Consumer {
                     match applied {
                         Applied::New | Applied::Replaced { .. } => {
                             Metrics::inc(&self.metrics.applied);
-                            tracing::info!(town = %town, year, version, seq, outcome = ?applied, "town snapshot stored");
+                            tracing::debug!(town = %town, year, version, seq, outcome = ?applied, "town snapshot stored");
                         }
                         Applied::Duplicate => {
                             Metrics::inc(&self.metrics.duplicates);
@@ -253,7 +253,7 @@ impl Consumer {
                         }
                         Applied::Stale { held } => {
                             Metrics::inc(&self.metrics.stale);
-                            tracing::info!(town = %town, year, version, held, seq, "older town snapshot ignored; a newer one is held");
+                            tracing::debug!(town = %town, year, version, held, seq, "older town snapshot ignored; a newer one is held");
                         }
                     }
                     AckKind::Ack

@@ -97,7 +97,7 @@ mod tests {
             "produced_at": "2025-03-01T00:00:00Z", "wards_total": 6,
             "indicators": {"4a": {"numerator": n, "denominator": d}},
             "wards": {"25320": {"4a": {"numerator": n, "denominator": d}}},
-            "cases_opened": {"abuse": 1}
+            "cases_counted": {"abuse": 1}
         }))
         .unwrap()
     }

@@ -36,7 +36,7 @@ pub fn sum_indicators<'a>(year: u16, snaps: impl IntoIterator<Item = &'a TownSna
 pub fn sum_cases<'a>(year: u16, snaps: impl IntoIterator<Item = &'a TownSnapshot>) -> BTreeMap<String, u64> {
     let mut total: BTreeMap<String, u64> = CaseCategory::ALL.iter().map(|c| (c.name().to_string(), 0)).collect();
     for s in snaps.into_iter().filter(|s| s.year == year) {
-        for (category, n) in &s.cases_opened {
+        for (category, n) in &s.cases_counted {
             *total.entry(category.clone()).or_insert(0) += n;
         }
     }
@@ -91,7 +91,7 @@ mod tests {
             wards_total: 6,
             indicators: indicators.iter().map(|(c, f)| (c.to_string(), *f)).collect(),
             wards: BTreeMap::new(),
-            cases_opened: cases.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            cases_counted: cases.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
         }
     }
 

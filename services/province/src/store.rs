@@ -286,7 +286,7 @@ mod tests {
             wards_total: 6,
             indicators: [("4a".to_string(), Fraction { numerator: n, denominator: 100 })].into(),
             wards: BTreeMap::new(),
-            cases_opened: BTreeMap::new(),
+            cases_counted: BTreeMap::new(),
         }
     }
 

@@ -144,7 +144,7 @@ mod tests {
             wards_total: 6,
             indicators: [("4a".to_string(), Fraction { numerator: 7, denominator: 100 })].into(),
             wards: Default::default(),
-            cases_opened: Default::default(),
+            cases_counted: Default::default(),
         };
         let codes: Vec<String> = KEY_CODES.iter().map(|c| c.to_string()).collect();
         assert_eq!(format_snapshot(&snap, &codes), "town=690 year=2025 version=7 produced_at=2025-03-01T02:00:00Z 4a=7/100");

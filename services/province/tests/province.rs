@@ -61,14 +61,14 @@ async fn two_towns_roll_up_exactly() {
     // Cases by category, province and per town.
     let (status, body) = get(addr, "/api/v1/cases?year=2025").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["cases_opened"]["abuse"], 3);
-    assert_eq!(body["cases_opened"]["injury"], 1);
-    assert_eq!(body["cases_opened"]["child_marriage"], 1);
-    assert_eq!(body["cases_opened"]["child_labour"], 0);
+    assert_eq!(body["cases_counted"]["abuse"], 3);
+    assert_eq!(body["cases_counted"]["injury"], 1);
+    assert_eq!(body["cases_counted"]["child_marriage"], 1);
+    assert_eq!(body["cases_counted"]["child_labour"], 0);
     assert_eq!(body["towns"]["690"]["abuse"], 2);
     assert_eq!(body["towns"]["691"]["abuse"], 1);
     let (_, body) = get(addr, "/api/v1/cases?year=2025&town=690").await;
-    assert_eq!((body["scope"].as_str(), body["cases_opened"]["abuse"].as_u64()), (Some("town"), Some(2)));
+    assert_eq!((body["scope"].as_str(), body["cases_counted"]["abuse"].as_u64()), (Some("town"), Some(2)));
 
     // Sync: versions, years, nothing parked.
     let (_, body) = get(addr, "/api/v1/sync").await;
@@ -128,7 +128,7 @@ async fn older_versions_and_duplicates_change_nothing() {
     assert_eq!(body["version"], 5);
     assert_eq!((indicator(&body, "4a")["numerator"].as_u64(), indicator(&body, "4a")["denominator"].as_u64()), (Some(9), Some(100)));
     let (_, body) = get(addr, "/api/v1/cases?year=2025").await;
-    assert_eq!(body["cases_opened"]["abuse"], 4, "the duplicate must be counted once: {body}");
+    assert_eq!(body["cases_counted"]["abuse"], 4, "the duplicate must be counted once: {body}");
     wait_for_metric(addr, "treem_province_snapshots_applied_total", 2).await;
     wait_for_metric(addr, "treem_province_snapshots_duplicate_total", 1).await;
     wait_for_metric(addr, "treem_province_snapshots_stale_total", 1).await;
@@ -219,7 +219,7 @@ async fn state_survives_restart_and_the_node_serves_while_nats_is_down() {
     let (_, sync) = get(addr, "/api/v1/sync").await;
     assert!(sync["consumer_error"].as_str().is_some_and(|e| e.contains("NATS")), "{sync}");
     let (_, body) = get(addr, "/api/v1/cases?year=2025").await;
-    assert_eq!(body["cases_opened"]["abuse"], 2);
+    assert_eq!(body["cases_counted"]["abuse"], 2);
 
     // NATS comes back on the same port with its store: the province attaches
     // and resumes from its durable consumer position.

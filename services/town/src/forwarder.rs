@@ -24,9 +24,9 @@ use crate::projection::indicators;
 /// The snapshot of `year` at outbox version `version`.
 pub fn snapshot(shared: &Shared, year: u16, version: u64) -> TownSnapshot {
     let figures = indicators::figures(&shared.store.tree, &shared.ctx.catalogue, &shared.wards, year);
-    let mut cases_opened: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cases_counted: BTreeMap<String, u64> = BTreeMap::new();
     for ((_, category), (n, _)) in indicators::case_counts(&shared.store.tree, year) {
-        *cases_opened.entry(category).or_default() += n;
+        *cases_counted.entry(category).or_default() += n;
     }
     TownSnapshot {
         province: shared.config.province.clone(),
@@ -37,7 +37,7 @@ pub fn snapshot(shared: &Shared, year: u16, version: u64) -> TownSnapshot {
         wards_total: shared.wards.len() as u32,
         indicators: figures.town,
         wards: figures.wards,
-        cases_opened,
+        cases_counted,
     }
 }
 

@@ -101,6 +101,12 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     let listener =
         tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| Error::Bind { addr: config.http_addr, source })?;
     let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.http_addr, source })?;
+    // The version the province last acknowledged: every outbox entry before the
+    // oldest still pending (or all of them) was forwarded before this start.
+    let forwarded = match store.outbox().first() {
+        Some(&(n, _)) => n - 1,
+        None => store.tree.get(keys::META_OUTBOX_NEXT).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0),
+    };
     let ctx = Ctx { province: config.province.clone(), town: config.town.clone(), hierarchy, catalogue: Catalogue::shipped() };
     let client = connect(&config.nats_url, &format!("treem-town-{}", config.town)).await?;
     let js = async_nats::jetstream::new(client);
@@ -113,7 +119,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         last_error: Mutex::new(None),
         forward_error: Mutex::new(None),
         applied_total: AtomicU64::new(0),
-        forwarded_version: AtomicU64::new(0),
+        forwarded_version: AtomicU64::new(forwarded),
         applied_notify: Notify::new(),
     });
     let (stop, stop_rx) = watch::channel(false);

@@ -6,7 +6,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "treem-town", about = "treem town aggregator (thị xã): applies ward events, serves projections, forwards to the province")]
+#[command(
+    name = "treem-town",
+    version,
+    about = "treem town aggregator (thị xã): applies ward events, serves projections, forwards to the province"
+)]
 struct Cli {
     /// TOML config file (see deploy/config/town.toml); TREEM_TOWN_* variables override it.
     #[arg(long, short, global = true, env = "TREEM_TOWN_CONFIG")]
@@ -34,6 +38,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let config = treem_town::Config::load(cli.config.as_deref())?;

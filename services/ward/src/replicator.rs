@@ -153,8 +153,10 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
             }
             if retrying {
                 tracing::debug!(%ward, from_seq = from, to_seq = to, "catching up with the town (retry)");
-            } else {
+            } else if to - from >= 100 {
                 tracing::info!(%ward, from_seq = from, to_seq = to, "catching up with the town");
+            } else {
+                tracing::debug!(%ward, from_seq = from, to_seq = to, "sending to the town");
             }
             publish_range(&log, &js, &stream, config.max_in_flight.max(1), from, to).await.map(Some)
         };
@@ -176,7 +178,7 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
             Ok(Some(acked)) => {
                 failures = 0;
                 last_warned = None;
-                tracing::info!(%ward, acked_seq = acked, "town acknowledged");
+                tracing::debug!(%ward, acked_seq = acked, "town acknowledged");
                 if let Err(e) = log.set_sync_ok(chrono::Utc::now()) {
                     tracing::warn!(%ward, error = %e, "cannot note the sync time");
                 }

@@ -25,7 +25,7 @@ pub struct CasesResponse {
     pub town: Option<String>,
     pub year: u16,
     /// Category → cases opened, summed over the towns below.
-    pub cases_opened: BTreeMap<String, u64>,
+    pub cases_counted: BTreeMap<String, u64>,
     /// Town → category → cases opened, for each town that reported the year.
     pub towns: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -40,7 +40,7 @@ pub async fn get(State(state): State<AppState>, Query(q): Query<CasesQuery>) -> 
         province: state.province.clone(),
         town,
         year,
-        cases_opened: rollup::sum_cases(year, &snaps),
+        cases_counted: rollup::sum_cases(year, &snaps),
         towns,
     }))
 }

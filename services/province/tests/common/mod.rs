@@ -135,7 +135,7 @@ pub fn snapshot(town: &str, year: u16, version: u64, indicators: &[(&str, Fracti
         wards_total: if town == "690" { 6 } else { 2 },
         indicators: indicators.iter().map(|(c, f)| (c.to_string(), *f)).collect(),
         wards: Default::default(),
-        cases_opened: cases.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        cases_counted: cases.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
     }
 }
 

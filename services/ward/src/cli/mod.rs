@@ -33,7 +33,7 @@ use crate::log::LogStatus;
 #[command(name = "treem-ward", version, about = "treem ward node: record child-protection data offline, sync it to the town")]
 pub struct Cli {
     /// TOML config file (each field can also be set with a TREEM_WARD_* variable).
-    #[arg(long, global = true, env = "TREEM_WARD_CONFIG")]
+    #[arg(long, short, global = true, env = "TREEM_WARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Officer id to write on events (default: `author` in the config).
     #[arg(long, global = true)]
