@@ -20,7 +20,9 @@
 #   RUST_LOG            log filter of the services (default info)
 #
 # Everything lives in .run/ (git-ignored): .run/logs/<name>.log, one data
-# directory per node, the NATS store in .run/nats. Needs bash and either
+# directory per node, the NATS store in .run/nats, and one admin API token
+# per office service in .run/town.token and .run/province.token (mode 600;
+# the town and province APIs need one, see SECURITY.md). Needs bash and either
 # curl, python3 or nothing (bash's /dev/tcp is the last resort) to talk HTTP.
 #
 # Ports: nats 4222 (another free port if 4222 is taken), province 7430,
@@ -94,25 +96,33 @@ else
   http_client=bash
 fi
 
-# Prints the body of GET $1; fails unless the answer is 2xx.
+# Prints the body of GET $1, sending the API token $2 if given (the town
+# and province need one; wards and /health do not); fails unless the
+# answer is 2xx.
 http_get() {
+  local auth=()
+  [[ -n "${2:-}" ]] && auth=(-H "Authorization: Bearer $2")
   case "$http_client" in
-    curl) curl -fsS --max-time 10 "$1" ;;
+    curl) curl -fsS --max-time 10 "${auth[@]}" "$1" ;;
     python3)
       python3 -c 'import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
-    sys.stdout.write(r.read().decode("utf-8"))' "$1"
+req = urllib.request.Request(sys.argv[1])
+if len(sys.argv) > 2 and sys.argv[2]:
+    req.add_header("Authorization", "Bearer " + sys.argv[2])
+with urllib.request.urlopen(req, timeout=10) as r:
+    sys.stdout.write(r.read().decode("utf-8"))' "$1" "${2:-}"
       ;;
-    bash) http_get_bash "$1" ;;
+    bash) http_get_bash "$1" "${2:-}" ;;
   esac
 }
 
 http_get_bash() {
   local rest="${1#http://}"
   local hostport="${rest%%/*}" path="/${rest#*/}"
-  local fd response
+  local fd response auth_line=""
+  [[ -n "${2:-}" ]] && auth_line="Authorization: Bearer $2"$'\r\n'
   exec {fd}<>"/dev/tcp/${hostport%:*}/${hostport##*:}" || return 1
-  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$path" "$hostport" >&"$fd"
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n%sConnection: close\r\n\r\n' "$path" "$hostport" "$auth_line" >&"$fd"
   response="$(timeout 10 cat <&"$fd")" || true
   exec {fd}>&-
   [[ "${response%%$'\r'*}" =~ ^HTTP/1\.[01]\ 2 ]] || return 1
@@ -284,6 +294,21 @@ say "starting nats-server on $nats_url (store $run/nats)"
 start nats "$nats" -c "$repo/deploy/nats/treem.conf" -p "$nats_port" -sd "$run/nats"
 wait_until nats 20 port_open "$nats_port"
 
+# One admin token per office service, made once with the `token create`
+# command (which works before the service starts) and kept for --keep runs.
+api_token() {
+  local service="$1" var="$2" file="$run/$1.token"
+  if [[ ! -s "$file" ]]; then
+    (umask 077 && env "$var=$run/$service" "$bin/treem-$service" --config "$repo/deploy/config/$service.toml" \
+      token create --name "run-local ($(id -un))" --role admin >"$file" 2>/dev/null) ||
+      die "creating an API token for the $service failed (try: $bin/treem-$service token create --name me --role admin)"
+  fi
+  cat "$file"
+}
+province_token="$(api_token province TREEM_PROVINCE_DATA_DIR)"
+town_token="$(api_token town TREEM_TOWN_DATA_DIR)"
+readonly province_token town_token
+
 say "starting the province (http://127.0.0.1:$PROVINCE_PORT)"
 start province env \
   TREEM_PROVINCE_DATA_DIR="$run/province" \
@@ -345,7 +370,7 @@ province_url="http://127.0.0.1:$PROVINCE_PORT"
 # Prints "applied/recorded"; succeeds when the town applied every ward's last event.
 town_progress() {
   local sync status i code last applied total_last=0 total_applied=0 ok=0
-  sync="$(http_get "$town_url/api/v1/sync" 2>/dev/null)" || { echo "town not answering"; return 1; }
+  sync="$(http_get "$town_url/api/v1/sync" "$town_token" 2>/dev/null)" || { echo "town not answering"; return 1; }
   for i in "${!WARD_CODES[@]}"; do
     code="${WARD_CODES[i]}"
     status="$(http_get "http://127.0.0.1:${WARD_PORTS[i]}/api/v1/status" 2>/dev/null)" || { echo "ward $code not answering"; return 1; }
@@ -369,8 +394,8 @@ figures() {
 province_progress() {
   local year town province
   for year in 2021 2022 2023 "$SAMPLE_YEAR"; do
-    town="$(http_get "$town_url/api/v1/indicators?year=$year" 2>/dev/null)" || { echo "town not answering"; return 1; }
-    province="$(http_get "$province_url/api/v1/indicators?year=$year" 2>/dev/null)" || { echo "province not answering"; return 1; }
+    town="$(http_get "$town_url/api/v1/indicators?year=$year" "$town_token" 2>/dev/null)" || { echo "town not answering"; return 1; }
+    province="$(http_get "$province_url/api/v1/indicators?year=$year" "$province_token" 2>/dev/null)" || { echo "province not answering"; return 1; }
     if ! [[ "$province" =~ \"numerator\":[0-9] ]]; then
       echo "province has no $year figures yet"
       return 1
@@ -410,14 +435,14 @@ wait_for "the town" town_progress
 wait_for "the province" province_progress
 say "town and province in step $((SECONDS - sync_started)) s after loading"
 
-sync="$(http_get "$town_url/api/v1/sync")"
+sync="$(http_get "$town_url/api/v1/sync" "$town_token")"
 parked="$(json_num "$sync" parked)" || parked=0
 if ((${parked:-0} > 0)); then
   warn "the town parked $parked message(s) it refused; see $town_url/api/v1/parked"
 fi
 
 # --- 6. where to look ------------------------------------------------------------------
-town_indicators="$(http_get "$town_url/api/v1/indicators?year=$SAMPLE_YEAR")"
+town_indicators="$(http_get "$town_url/api/v1/indicators?year=$SAMPLE_YEAR" "$town_token")"
 echo
 echo "Bình Long (town 690), indicators for $SAMPLE_YEAR, as the town computes them:"
 printf '  %-5s %-21s %10s  %s\n' code numerator/denominator value status
@@ -453,16 +478,25 @@ treem is running locally ($((SECONDS - started)) s from start). Look at:
   ward 25320, its events     http://127.0.0.1:7411/api/v1/events?after=0&limit=5
   health, metrics            /health and /metrics on every port above
 
+The town and province APIs need a token (SECURITY.md); run-local made an
+admin token for each, so send one of them with every request:
+  -H "Authorization: Bearer \$(cat $run/town.token)"       (town, port $TOWN_PORT)
+  -H "Authorization: Bearer \$(cat $run/province.token)"   (province, port $PROVINCE_PORT)
+Case summaries need an officer (or admin) token, and every read of them is
+audited in $run/town/auth/audit.jsonl. Tokens for people:
+  TREEM_TOWN_DATA_DIR=$run/town $bin/treem-town token create --name 'Lan' --role viewer
+
 Wards: $(for i in "${!WARD_CODES[@]}"; do printf '%s %s :%s; ' "${WARD_CODES[i]}" "${WARD_NAMES[i]}" "${WARD_PORTS[i]}"; done)
 NATS:  $nats_url (store $run/nats)
 
 Try:
-  curl -s '$town_url/api/v1/indicators?year=$SAMPLE_YEAR&code=8a'$pretty
-  curl -s '$town_url/api/v1/cases?year=$SAMPLE_YEAR&ward=25325'$pretty
+  town_auth="Authorization: Bearer \$(cat $run/town.token)"
+  curl -s -H "\$town_auth" '$town_url/api/v1/indicators?year=$SAMPLE_YEAR&code=8a'$pretty
+  curl -s -H "\$town_auth" '$town_url/api/v1/cases?year=$SAMPLE_YEAR&ward=25325'$pretty
   # record something at a ward, then watch the town pick it up:
   curl -s -X POST http://127.0.0.1:7411/api/v1/events -H 'content-type: application/json' \\
     -d '{"author":"officer-25320","kind":"indicator.observed","body":{"indicator":"4a","year":$SAMPLE_YEAR,"numerator":180,"denominator":900,"source":"health_centre"}}'
-  curl -s '$town_url/api/v1/indicators?year=$SAMPLE_YEAR&ward=25320&code=4a'$pretty
+  curl -s -H "\$town_auth" '$town_url/api/v1/indicators?year=$SAMPLE_YEAR&ward=25320&code=4a'$pretty
   # the ward CLI talks to the running node:
   TREEM_WARD_WARD=25320 TREEM_WARD_DATA_DIR=$run/ward-25320 $bin/treem-ward --config $repo/deploy/config/ward.toml status
   # town snapshots arriving at the province, live:

@@ -7,12 +7,17 @@
 //!   JetStream configuration `deploy/nats/treem.conf` ships, on a port the OS
 //!   picks, with its own store directory; stop, kill -9 and restart on the
 //!   same port (module [`nats`]).
+//! - [`NatsCluster`]: three such servers as one JetStream cluster with the
+//!   configurations of `deploy/nats/cluster/`; kill, restart and find the
+//!   leader of a stream (module [`cluster`]).
 //! - [`wait_for`]: waiting on a condition with a deadline. Tests never sleep
 //!   a fixed time; they poll what they expect and fail with a message naming
 //!   it.
 //! - [`init_tracing`]: logs of the code under test, captured per test and
 //!   filtered by `RUST_LOG`.
 //! - [`repo_root`]: where `deploy/`, `scripts/` and `.tools/` are.
+//! - [`auth`]: the admin API token of the test process, given to the town
+//!   and province data dirs a scenario uses, and a client that sends it.
 //!
 //! It does not mock NATS, sled or HTTP, and it does not start treem's
 //! services: scenarios call each service's library `start(config)` in
@@ -21,13 +26,18 @@
 //! The tests need a `nats-server` >= 2.10: `scripts/install-nats.sh`
 //! installs the pinned one; without it they fail loudly, never skip.
 
+pub mod auth;
+pub mod cluster;
+pub mod faults;
 pub mod nats;
+pub mod proxy;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+pub use cluster::NatsCluster;
 pub use nats::NatsServer;
 
 /// How often [`wait_for`] re-checks its condition.

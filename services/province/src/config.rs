@@ -9,6 +9,7 @@
 //! nats_url = "nats://127.0.0.1:4222"
 //! # hierarchy_file = "/etc/treem/hierarchy.json"   # default: the shipped one
 //! # catalogue_file = "/etc/treem/catalogue.json"   # default: the shipped one
+//! auth = true                          # API tokens required (SECURITY.md)
 //! ```
 //!
 //! Every field has a default that runs on one machine, so an empty file (or
@@ -33,11 +34,24 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where the read API listens; port 0 lets the OS choose (tests).
     pub http_addr: SocketAddr,
+    /// NATS: one URL, or several separated by commas (the nodes of a
+    /// JetStream cluster, deploy/nats/cluster/); the client fails over
+    /// between them.
     pub nats_url: String,
+    /// Replicas of the projections stream: 1 on one nats-server, 3 on the
+    /// three-node cluster of deploy/nats/cluster/ (1–5, at most the number of
+    /// nodes). An existing stream is scaled to this count at start.
+    pub stream_replicas: usize,
     /// Administrative hierarchy to load instead of the shipped one.
     pub hierarchy_file: Option<PathBuf>,
     /// Indicator catalogue to load instead of the shipped one.
     pub catalogue_file: Option<PathBuf>,
+    /// Require a bearer token on the API (SECURITY.md): `viewer` for
+    /// indicators and sync, `officer` for case counts, `admin` for parked
+    /// messages; tokens come from `treem-province token create`. `false`
+    /// lets anyone who reaches `http_addr` read everything, and is accepted
+    /// only on a loopback address.
+    pub auth: bool,
 }
 
 impl Default for Config {
@@ -47,8 +61,10 @@ impl Default for Config {
             data_dir: PathBuf::from("data/province"),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 7430)),
             nats_url: "nats://127.0.0.1:4222".into(),
+            stream_replicas: 1,
             hierarchy_file: None,
             catalogue_file: None,
+            auth: true,
         }
     }
 }
@@ -65,6 +81,8 @@ pub enum ConfigError {
     Empty { field: &'static str },
     #[error("nats_url {0:?} must start with nats://, tls://, ws:// or wss://")]
     NatsUrl(String),
+    #[error("stream_replicas {0} must be 1–5 (1 on one nats-server, 3 on the cluster of deploy/nats/cluster)")]
+    StreamReplicas(usize),
     #[error("cannot read hierarchy file {path}: {source}")]
     ReadHierarchy { path: PathBuf, source: std::io::Error },
     #[error("hierarchy: {0}")]
@@ -75,6 +93,10 @@ pub enum ConfigError {
     Catalogue(#[from] CatalogueError),
     #[error("province {0:?} has no towns in the hierarchy; nothing to roll up (check hierarchy_file)")]
     NoTowns(String),
+    #[error(
+        "auth = false is allowed only on a loopback http_addr, not {0}; keep auth = true and create tokens with `treem-province token create`"
+    )]
+    AuthOffOnNetwork(SocketAddr),
 }
 
 impl Config {
@@ -118,11 +140,25 @@ impl Config {
         if let Some((_, v)) = get("nats_url") {
             self.nats_url = v;
         }
+        if let Some((var, value)) = get("stream_replicas") {
+            self.stream_replicas = value.parse().map_err(|e: std::num::ParseIntError| ConfigError::Env {
+                var,
+                value: value.clone(),
+                detail: format!("{e}; expected a replica count 1–5"),
+            })?;
+        }
         if let Some((_, v)) = get("hierarchy_file") {
             self.hierarchy_file = (!v.is_empty()).then(|| PathBuf::from(v));
         }
         if let Some((_, v)) = get("catalogue_file") {
             self.catalogue_file = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some((var, value)) = get("auth") {
+            self.auth = value.parse().map_err(|e: std::str::ParseBoolError| ConfigError::Env {
+                var,
+                value: value.clone(),
+                detail: format!("{e}; expected true or false"),
+            })?;
         }
         Ok(())
     }
@@ -136,8 +172,18 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Empty { field: "data_dir" });
         }
-        if !["nats://", "tls://", "ws://", "wss://"].iter().any(|s| self.nats_url.starts_with(s)) {
+        let urls = nats_urls(&self.nats_url);
+        if urls.is_empty() {
             return Err(ConfigError::NatsUrl(self.nats_url.clone()));
+        }
+        if let Some(bad) = urls.iter().find(|u| !["nats://", "tls://", "ws://", "wss://"].iter().any(|s| u.starts_with(s))) {
+            return Err(ConfigError::NatsUrl((*bad).to_string()));
+        }
+        if !(1..=5).contains(&self.stream_replicas) {
+            return Err(ConfigError::StreamReplicas(self.stream_replicas));
+        }
+        if !self.auth && !self.http_addr.ip().is_loopback() {
+            return Err(ConfigError::AuthOffOnNetwork(self.http_addr));
         }
         let hierarchy = self.hierarchy()?;
         let province = hierarchy.province(&self.province)?;
@@ -179,6 +225,13 @@ impl Config {
     pub fn http_addr_file(&self) -> PathBuf {
         self.data_dir.join("http.addr")
     }
+}
+
+/// The URLs of a `nats_url` setting: one, or several separated by commas
+/// (async-nats parses a `&str` as ONE address, so a list is split here and
+/// handed over as a `Vec`).
+pub fn nats_urls(nats_url: &str) -> Vec<&str> {
+    nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -228,5 +281,31 @@ mod tests {
 
         let c = Config { nats_url: "http://x".into(), ..Config::default() };
         assert!(matches!(c.validate(), Err(ConfigError::NatsUrl(_))));
+        let c = Config { nats_url: "nats://a:4222,http://b:4222".into(), ..Config::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::NatsUrl(u)) if u == "http://b:4222"));
+        let c = Config { stream_replicas: 0, ..Config::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::StreamReplicas(0))));
+        assert!(Config::default().auth, "auth is on by default");
+        let c = Config { auth: false, ..Config::default() };
+        c.validate().unwrap();
+        let c = Config { auth: false, http_addr: "0.0.0.0:7430".parse().unwrap(), ..Config::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::AuthOffOnNetwork(_))));
+        let err = Config::load_with_env(None, |k| (k == "TREEM_PROVINCE_AUTH").then(|| "no".into())).unwrap_err();
+        assert!(err.to_string().contains("TREEM_PROVINCE_AUTH"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_is_several_urls_and_three_replicas() {
+        let env: HashMap<&str, &str> = [
+            ("TREEM_PROVINCE_NATS_URL", "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224"),
+            ("TREEM_PROVINCE_STREAM_REPLICAS", "3"),
+        ]
+        .into();
+        let c = Config::load_with_env(None, |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.stream_replicas, 3);
+        assert_eq!(nats_urls(&c.nats_url), ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]);
+        c.validate().unwrap();
+        let err = Config::load_with_env(None, |k| (k == "TREEM_PROVINCE_STREAM_REPLICAS").then(|| "three".into())).unwrap_err();
+        assert!(err.to_string().contains("TREEM_PROVINCE_STREAM_REPLICAS"), "{err}");
     }
 }

@@ -41,6 +41,8 @@ pub const BATCH: usize = 256;
 pub struct Consumer {
     pub province: String,
     pub nats_url: String,
+    /// Replicas of the projections stream (config `stream_replicas`).
+    pub stream_replicas: usize,
     pub hierarchy: Arc<Hierarchy>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -116,7 +118,7 @@ impl Consumer {
         backoff: &mut Backoff,
         rechecked: &mut bool,
     ) -> Result<(), ConsumeError> {
-        let s = stream::ensure_stream(js, &self.province).await?;
+        let s = stream::ensure_stream(js, &self.province, self.stream_replicas).await?;
         if !*rechecked {
             self.recheck_parked(&s).await?;
             *rechecked = true;

@@ -52,6 +52,8 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot write the bound HTTP address to {path}: {source}")]
     AddrFile { path: PathBuf, source: std::io::Error },
+    #[error("API tokens or audit log: {0}")]
+    Auth(#[from] treem_auth::guard::AuthError),
 }
 
 /// A running province node.
@@ -72,6 +74,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     let catalogue = Arc::new(config.catalogue()?);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir { path: config.data_dir.clone(), source })?;
     let store = store::Store::open(&config.store_dir())?;
+    let auth = Arc::new(treem_auth::Auth::open(&config.data_dir, config.auth)?);
     let metrics = Arc::new(metrics::Metrics::default());
 
     let listener =
@@ -90,7 +93,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     };
     let mut http_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+        let serve = axum::serve(listener, http::router(state, auth)).with_graceful_shutdown(async move {
             let _ = http_shutdown.wait_for(|stop| *stop).await;
         });
         if let Err(e) = serve.await {
@@ -100,6 +103,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     let consumer = consumer::Consumer {
         province: config.province.clone(),
         nats_url: config.nats_url.clone(),
+        stream_replicas: config.stream_replicas,
         hierarchy,
         store: store.clone(),
         metrics,

@@ -32,6 +32,13 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         codes: Vec<String>,
     },
+    /// Create, list and revoke the API's tokens, in <data_dir>/auth/tokens.json
+    /// (works whether or not the node runs; a running node sees changes at
+    /// its next request).
+    Token {
+        #[command(subcommand)]
+        command: treem_auth::cli::TokenCommand,
+    },
 }
 
 #[tokio::main]
@@ -62,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             let options = WatchOptions { codes };
             treem_province::watch_with(&config, &options, std::io::stdout(), wait_for_signal()).await?;
         }
+        Command::Token { command } => treem_auth::cli::run(&config.data_dir, command, &mut std::io::stdout(), &mut std::io::stderr())?,
     }
     Ok(())
 }

@@ -16,8 +16,9 @@
 //! If the stream exists with a storage type or retention policy other than
 //! ours (which JetStream cannot change in place) or the consumer with another
 //! ack or deliver policy, [`ensure_stream`]/[`ensure_consumer`] fail with a
-//! message saying how to fix it; limits and subjects that differ are updated
-//! (the replica count an operator chose is kept).
+//! message saying how to fix it; limits, subjects and the replica count
+//! (`stream_replicas`: 3 on the cluster of deploy/nats/cluster) that differ
+//! are updated.
 //!
 //! NATS being down at start is normal: [`connect`] retries with [`Backoff`]
 //! until it connects or the node shuts down.
@@ -56,7 +57,7 @@ pub enum StreamError {
 }
 
 /// The stream configuration the province wants.
-pub fn stream_config(province: &str) -> stream::Config {
+pub fn stream_config(province: &str, replicas: usize) -> stream::Config {
     stream::Config {
         name: subject::province_projections_stream(province),
         description: Some(format!("treem: town projection snapshots for province {province}")),
@@ -69,7 +70,7 @@ pub fn stream_config(province: &str) -> stream::Config {
         max_bytes: -1,
         max_messages_per_subject: -1,
         duplicate_window: DUPLICATE_WINDOW,
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     }
 }
@@ -137,7 +138,7 @@ pub async fn connect(url: &str, name: &str, shutdown: &mut watch::Receiver<bool>
     loop {
         let options = async_nats::ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(5)).max_reconnects(None);
         let attempt = tokio::select! {
-            r = options.connect(url) => r,
+            r = options.connect(crate::config::nats_urls(url)) => r,
             _ = shutdown.changed() => return None,
         };
         match attempt {
@@ -161,8 +162,8 @@ fn unlimited(v: i64) -> bool {
 }
 
 /// Creates the projections stream, or checks and updates an existing one.
-pub async fn ensure_stream(js: &jetstream::Context, province: &str) -> Result<jetstream::stream::Stream, StreamError> {
-    let wanted = stream_config(province);
+pub async fn ensure_stream(js: &jetstream::Context, province: &str, replicas: usize) -> Result<jetstream::stream::Stream, StreamError> {
+    let wanted = stream_config(province, replicas);
     let name = wanted.name.clone();
     let existing = match js.get_stream(&name).await {
         Ok(s) => s,
@@ -207,6 +208,9 @@ pub async fn ensure_stream(js: &jetstream::Context, province: &str) -> Result<je
     if have.duplicate_window != wanted.duplicate_window {
         differences.push(format!("duplicate_window {:?}", have.duplicate_window));
     }
+    if have.num_replicas != wanted.num_replicas {
+        differences.push(format!("num_replicas {}", have.num_replicas));
+    }
     if !unlimited(have.max_messages) || !unlimited(have.max_bytes) || !unlimited(have.max_messages_per_subject) {
         differences.push(format!(
             "limits max_msgs={} max_bytes={} max_msgs_per_subject={}",
@@ -224,6 +228,7 @@ pub async fn ensure_stream(js: &jetstream::Context, province: &str) -> Result<je
         max_messages: -1,
         max_bytes: -1,
         max_messages_per_subject: -1,
+        num_replicas: wanted.num_replicas,
         ..have
     };
     js.update_stream(updated).await.map_err(|e| StreamError::Update { stream: name.clone(), detail: e.to_string() })?;
@@ -293,7 +298,7 @@ mod tests {
 
     #[test]
     fn names_and_settings_come_from_proto() {
-        let s = stream_config("70");
+        let s = stream_config("70", 1);
         assert_eq!(s.name, "TREEM_PROJECTIONS_70");
         assert_eq!(s.subjects, ["treem.v1.projections.70.>"]);
         assert_eq!(s.max_messages_per_subject, -1);

@@ -66,7 +66,7 @@ pub async fn watch_with<W: Write>(
     let stream_name = subject::province_projections_stream(&config.province);
     let client = async_nats::ConnectOptions::new()
         .name(format!("treem-province-watch-{}", config.province))
-        .connect(&config.nats_url)
+        .connect(crate::config::nats_urls(&config.nats_url))
         .await
         .map_err(|e| WatchError::Connect { url: config.nats_url.clone(), detail: e.to_string() })?;
     let js = jetstream::new(client);

@@ -325,7 +325,7 @@ async fn an_existing_stream_is_checked_and_repaired_or_refused() {
     })
     .await
     .unwrap();
-    let mut s = ensure_stream(&js, "70").await.unwrap();
+    let mut s = ensure_stream(&js, "70", 1).await.unwrap();
     let config = s.info().await.unwrap().config.clone();
     assert_eq!(config.duplicate_window, Duration::from_secs(600));
     assert!(config.max_messages_per_subject <= 0, "{config:?}");
@@ -340,7 +340,7 @@ async fn an_existing_stream_is_checked_and_repaired_or_refused() {
     })
     .await
     .unwrap();
-    let err = ensure_stream(&js, "70").await.unwrap_err();
+    let err = ensure_stream(&js, "70", 1).await.unwrap_err();
     assert!(matches!(err, StreamError::Incompatible { field: "storage", .. }), "{err}");
     assert!(err.to_string().contains("nats stream rm"), "{err}");
 }
@@ -407,6 +407,7 @@ impl Drop for Running {
 async fn spawn_binary(data_dir: &std::path::Path, nats_url: &str) -> (Running, std::net::SocketAddr) {
     let addr_file = data_dir.join("http.addr");
     let _ = std::fs::remove_file(&addr_file);
+    provision(data_dir);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_treem-province"))
         .arg("serve")
         .env("TREEM_PROVINCE_DATA_DIR", data_dir)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use treem_proto::catalogue::Catalogue;
 use treem_proto::hierarchy::Hierarchy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,7 +19,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP API address; port 0 picks a free one (written to `<data_dir>/http.addr`).
     pub http_addr: SocketAddr,
+    /// The town's NATS: one URL, or several separated by commas (the nodes
+    /// of a JetStream cluster, deploy/nats/cluster/); the client fails over
+    /// between them.
     pub nats_url: String,
+    /// Replicas of the ward event stream: 1 on one nats-server, 3 on the
+    /// three-node cluster of deploy/nats/cluster/ (1–5, at most the number
+    /// of nodes). An existing stream is scaled to this count at start.
+    pub stream_replicas: usize,
     /// JetStream de-duplication window of the ward event stream, in seconds.
     /// A first line only: the town de-duplicates by ward sequence whatever the window.
     pub duplicate_window_secs: u64,
@@ -29,6 +37,15 @@ pub struct Config {
     pub backoff_max_ms: u64,
     /// Another hierarchy file than the shipped one.
     pub hierarchy_file: Option<PathBuf>,
+    /// Another indicator catalogue than the shipped one (say, a newer one
+    /// that knows an indicator a ward already records).
+    pub catalogue_file: Option<PathBuf>,
+    /// Require a bearer token on the API (SECURITY.md): `viewer` for
+    /// indicators and sync, `officer` for case summaries, `admin` for parked
+    /// messages; tokens come from `treem-town token create`. `false` lets
+    /// anyone who reaches `http_addr` read everything, and is accepted only
+    /// on a loopback address.
+    pub auth: bool,
 }
 
 impl Default for Config {
@@ -39,11 +56,14 @@ impl Default for Config {
             data_dir: PathBuf::from("data/town"),
             http_addr: "127.0.0.1:7420".parse().expect("valid default address"),
             nats_url: "nats://127.0.0.1:4222".into(),
+            stream_replicas: 1,
             duplicate_window_secs: 600,
             batch_size: 1000,
             backoff_min_ms: 100,
             backoff_max_ms: 5000,
             hierarchy_file: None,
+            catalogue_file: None,
+            auth: true,
         }
     }
 }
@@ -58,6 +78,8 @@ pub enum ConfigError {
     Env { var: String, value: String, detail: String },
     #[error("hierarchy: {0}")]
     Hierarchy(String),
+    #[error("catalogue file {path}: {detail}")]
+    Catalogue { path: PathBuf, detail: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -99,6 +121,9 @@ impl Config {
         if let Some((_, x)) = v("NATS_URL") {
             self.nats_url = x;
         }
+        if let Some((k, x)) = v("STREAM_REPLICAS") {
+            self.stream_replicas = parse(&k, x)?;
+        }
         if let Some((k, x)) = v("DUPLICATE_WINDOW_SECS") {
             self.duplicate_window_secs = parse(&k, x)?;
         }
@@ -114,6 +139,12 @@ impl Config {
         if let Some((_, x)) = v("HIERARCHY_FILE") {
             self.hierarchy_file = Some(x.into());
         }
+        if let Some((_, x)) = v("CATALOGUE_FILE") {
+            self.catalogue_file = (!x.is_empty()).then(|| x.into());
+        }
+        if let Some((k, x)) = v("AUTH") {
+            self.auth = parse(&k, x)?;
+        }
         Ok(())
     }
 
@@ -127,9 +158,21 @@ impl Config {
         }
     }
 
+    /// The indicator catalogue: `catalogue_file` or the shipped one.
+    pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {
+        match &self.catalogue_file {
+            None => Ok(Catalogue::shipped()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                Catalogue::parse(&text).map_err(|e| ConfigError::Catalogue { path: p.clone(), detail: e.to_string() })
+            }
+        }
+    }
+
     /// Checks everything that can be checked without starting.
     pub fn validate(&self) -> Result<Hierarchy, ConfigError> {
         let h = self.hierarchy()?;
+        self.catalogue()?;
         h.town(&self.province, &self.town).map_err(|e| ConfigError::Hierarchy(e.to_string()))?;
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(ConfigError::Invalid(format!("batch_size {} must be 1–10000", self.batch_size)));
@@ -140,8 +183,35 @@ impl Config {
         if self.duplicate_window_secs == 0 {
             return Err(ConfigError::Invalid("duplicate_window_secs must be at least 1".into()));
         }
+        if !(1..=5).contains(&self.stream_replicas) {
+            return Err(ConfigError::Invalid(format!(
+                "stream_replicas {} must be 1–5 (1 on one nats-server, 3 on the cluster of deploy/nats/cluster)",
+                self.stream_replicas
+            )));
+        }
+        if nats_urls(&self.nats_url).is_empty() {
+            return Err(ConfigError::Invalid("nats_url must not be empty; use e.g. nats://127.0.0.1:4222".into()));
+        }
+        for url in nats_urls(&self.nats_url) {
+            url.parse::<async_nats::ServerAddr>().map_err(|e| {
+                ConfigError::Invalid(format!("nats_url {url:?}: {e}; use e.g. nats://127.0.0.1:4222 (several separated by commas)"))
+            })?;
+        }
+        if !self.auth && !self.http_addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "auth = false is allowed only on a loopback http_addr, not {}; keep auth = true and create tokens with `treem-town token create`",
+                self.http_addr
+            )));
+        }
         Ok(h)
     }
+}
+
+/// The URLs of a `nats_url` setting: one, or several separated by commas
+/// (async-nats parses a `&str` as ONE address, so a list is split here and
+/// handed over as a `Vec`).
+pub fn nats_urls(nats_url: &str) -> Vec<&str> {
+    nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -162,7 +232,21 @@ mod tests {
         assert!(c.validate().is_ok());
         let err = c.apply_env(|k| (k == "TREEM_TOWN_BATCH_SIZE").then(|| "many".into())).unwrap_err();
         assert!(err.to_string().contains("TREEM_TOWN_BATCH_SIZE"), "{err}");
+        c.apply_env(|k| (k == "TREEM_TOWN_STREAM_REPLICAS").then(|| "3".into())).unwrap();
+        assert_eq!(c.stream_replicas, 3);
+        c.nats_url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224".into();
+        assert_eq!(nats_urls(&c.nats_url), ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]);
+        assert!(c.validate().is_ok());
+        c.stream_replicas = 6;
+        assert!(c.validate().unwrap_err().to_string().contains("stream_replicas"));
+        c.stream_replicas = 1;
         c.town = "999".into();
         assert!(c.validate().unwrap_err().to_string().contains("999"));
+        c.town = "690".into();
+        assert!(c.auth, "auth is on by default");
+        c.apply_env(|k| (k == "TREEM_TOWN_AUTH").then(|| "false".into())).unwrap();
+        assert!(!c.auth && c.validate().is_ok(), "off on loopback");
+        c.http_addr = "0.0.0.0:7420".parse().unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("auth = false"));
     }
 }

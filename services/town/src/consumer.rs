@@ -12,6 +12,9 @@ use crate::Shared;
 use crate::fold::Outcome;
 use crate::stream;
 
+/// Longest a fetch (500 ms expiry) may take before the session is restarted.
+const FETCH_DEADLINE: Duration = Duration::from_millis(2000);
+
 /// Runs until `stop` turns true. Reconnects and backs off on any error.
 pub async fn run(shared: Arc<Shared>, js: async_nats::jetstream::Context, forward: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(shared.config.backoff_min_ms);
@@ -51,15 +54,26 @@ async fn session(
             b = fetch => b.map_err(|e| format!("fetch: {e}"))?,
             _ = stop.changed() => return Ok(()),
         };
+        // A fetch from a server that just died is only abandoned by the client
+        // after its expiry plus a heartbeat grace of seconds; bound the wait so
+        // the session starts over against a live server at once.
         let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => {
-                    tracing::debug!(error = %e, "fetch ended early");
-                    break;
+        let collect = async {
+            while let Some(m) = batch.next().await {
+                match m {
+                    Ok(m) => messages.push(m),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "fetch ended early");
+                        break;
+                    }
                 }
             }
+        };
+        if tokio::time::timeout(FETCH_DEADLINE, collect).await.is_err() {
+            if messages.is_empty() {
+                return Err("fetch from the ward stream stalled (server gone?); starting a new session".into());
+            }
+            tracing::debug!(received = messages.len(), "fetch stalled after some messages; applying them");
         }
         if messages.is_empty() {
             continue;

@@ -17,6 +17,12 @@
 //! Every effect is keyed by the id and `seq` of the event that caused it, so
 //! a correction undoes exactly the effect of the event it replaces and does
 //! the corrected one in its place, and a retraction only undoes.
+//!
+//! A parked record keeps the exact message, so an operator can replay it
+//! once the town understands it ([`crate::replay`]); the dead-letter task
+//! ([`crate::deadletter`]) copies every parked record to the town's
+//! dead-letter stream. Neither is part of this fold: parking only writes
+//! `parked/<n>` and `meta/parked_next`, in the same atomic batch as the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +35,8 @@ use uuid::Uuid;
 
 use crate::keys;
 use crate::kv::Kv;
+pub use crate::parked::Parked;
+use crate::parked::{Unplaced, park};
 
 /// What the fold needs to know of the world.
 pub struct Ctx {
@@ -95,28 +103,18 @@ pub struct CaseState {
     pub closed: Option<(Uuid, u16)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Parked {
-    pub subject: String,
-    pub reason: String,
-    pub ward: Option<String>,
-    pub seq: Option<u64>,
-    /// The message as received, lossily as text, for the operator.
-    pub message: String,
-}
-
 /// Years whose figures an application changed (to forward to the province).
 pub type Dirty = BTreeSet<u16>;
 
-fn get_json<T: for<'de> Deserialize<'de>>(kv: &impl Kv, key: &[u8]) -> Option<T> {
+pub(crate) fn get_json<T: for<'de> Deserialize<'de>>(kv: &impl Kv, key: &[u8]) -> Option<T> {
     kv.get(key).and_then(|v| serde_json::from_slice(&v).ok())
 }
 
-fn put_json<T: Serialize>(kv: &mut impl Kv, key: Vec<u8>, value: &T) {
+pub(crate) fn put_json<T: Serialize>(kv: &mut impl Kv, key: Vec<u8>, value: &T) {
     kv.put(key, serde_json::to_vec(value).expect("state serialises"));
 }
 
-fn get_u64(kv: &impl Kv, key: &[u8]) -> u64 {
+pub(crate) fn get_u64(kv: &impl Kv, key: &[u8]) -> u64 {
     kv.get(key).map(|v| keys::u64_of(&v)).unwrap_or(0)
 }
 
@@ -133,11 +131,11 @@ fn add_u64(kv: &mut impl Kv, key: Vec<u8>, delta: i64) {
 pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty: &mut Dirty) -> Outcome {
     let (path, kind) = match subject::parse_event_subject(subject_str) {
         Ok(x) => x,
-        Err(e) => return park(kv, subject_str, bytes, None, None, e.to_string()),
+        Err(e) => return park(kv, subject_str, bytes, Unplaced::unread(), e.to_string()),
     };
     let env = match Envelope::decode(bytes) {
         Ok(env) => env,
-        Err(e) => return park(kv, subject_str, bytes, Some(&path.ward), None, e.to_string()),
+        Err(e) => return park(kv, subject_str, bytes, Unplaced::ward(&path.ward), e.to_string()),
     };
     if env.province != path.province || env.town != path.town || env.ward != path.ward || env.event.kind() != kind {
         let reason = format!(
@@ -147,17 +145,17 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
             env.ward,
             env.event.kind()
         );
-        return park(kv, subject_str, bytes, Some(&path.ward), Some(env.seq), reason);
+        return park(kv, subject_str, bytes, Unplaced::event(&path.ward, &env), reason);
     }
     if env.province != ctx.province || env.town != ctx.town {
         let reason = format!("event is for town {}/{}, this is town {}/{}", env.province, env.town, ctx.province, ctx.town);
-        return park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), reason);
+        return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), reason);
     }
     if let Err(e) = ctx.hierarchy.ward(&env.province, &env.town, &env.ward) {
-        return park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), e.to_string());
+        return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), e.to_string());
     }
     if env.seq == 0 {
-        return park(kv, subject_str, bytes, Some(&env.ward), Some(0), "seq 0 is not valid; ward sequences start at 1".into());
+        return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), "seq 0 is not valid; ward sequences start at 1".into());
     }
     let pos = get_u64(kv, &keys::pos(&env.ward));
     if env.seq <= pos {
@@ -179,14 +177,17 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
         let key = keys::held(&ward, next);
         let Some(held) = kv.get(&key) else { break };
         kv.del(&key);
-        // Held bytes were checked against their subject when they arrived.
+        // Held bytes were checked against their subject when they arrived,
+        // so the subject they came on is the one built from them.
         match Envelope::decode(&held) {
             Ok(env) => {
-                in_order(kv, ctx, subject_str, &held, env, dirty);
+                let held_subject = subject::event_subject(&env);
+                in_order(kv, ctx, &held_subject, &held, env, dirty);
             }
             Err(e) => {
                 // Cannot happen for bytes that decoded before; keep the ward moving.
-                park(kv, subject_str, &held, Some(&ward), Some(next), e.to_string());
+                let place = Unplaced { ward: Some(&ward), seq: Some(next), event_id: None, consumed: true };
+                park(kv, subject_str, &held, place, e.to_string());
                 kv.put(keys::pos(&ward), next.to_be_bytes().to_vec());
             }
         }
@@ -202,25 +203,14 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
 /// consumed and returns the reason.
 fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) -> Option<String> {
     let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
-    let mut scratch = Scratch::new(kv);
-    let mut local_dirty = Dirty::new();
-    let result = env.event.validate(&ctx.catalogue).map_err(|e| e.to_string()).and_then(|()| effect(&mut scratch, &env, &mut local_dirty));
-    let refused = match result {
+    let refused = match apply_effect(kv, ctx, &env, dirty) {
         Ok(()) => {
-            let writes = scratch.writes;
-            for (k, v) in writes {
-                match v {
-                    Some(v) => kv.put(k, v),
-                    None => kv.del(&k),
-                }
-            }
-            dirty.extend(local_dirty);
             info.applied += 1;
             None
         }
         Err(reason) => {
-            drop(scratch);
-            park(kv, subject_str, bytes, Some(&env.ward), Some(env.seq), reason.clone());
+            let place = Unplaced { ward: Some(&env.ward), seq: Some(env.seq), event_id: Some(env.id), consumed: true };
+            park(kv, subject_str, bytes, place, reason.clone());
             info.parked += 1;
             Some(reason)
         }
@@ -233,30 +223,44 @@ fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: E
     refused
 }
 
-fn park(kv: &mut impl Kv, subject: &str, bytes: &[u8], ward: Option<&str>, seq: Option<u64>, reason: String) -> Outcome {
-    let n = get_u64(kv, keys::META_PARKED_NEXT) + 1;
-    kv.put(keys::META_PARKED_NEXT.to_vec(), n.to_be_bytes().to_vec());
-    let parked = Parked {
-        subject: subject.into(),
-        reason: reason.clone(),
-        ward: ward.map(Into::into),
-        seq,
-        message: String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
-    };
-    put_json(kv, keys::parked(n), &parked);
-    tracing::warn!(subject, ward, seq, reason = %reason, "parked a message from the ward stream");
-    Outcome::Parked { reason }
+/// Checks `env` against the catalogue and does its effect, all or nothing:
+/// on a refusal nothing is written and the reason is returned. Does not
+/// touch the ward's position or sync facts.
+pub(crate) fn apply_effect(kv: &mut impl Kv, ctx: &Ctx, env: &Envelope, dirty: &mut Dirty) -> Result<(), String> {
+    let mut scratch = Scratch::new(kv);
+    let mut local_dirty = Dirty::new();
+    env.event.validate(&ctx.catalogue).map_err(|e| e.to_string())?;
+    effect(&mut scratch, env, &mut local_dirty)?;
+    let writes = scratch.into_writes();
+    merge(kv, writes);
+    dirty.extend(local_dirty);
+    Ok(())
 }
 
 /// Writes made while applying one event, dropped whole if the event is refused.
-struct Scratch<'p, K: Kv> {
+pub(crate) struct Scratch<'p, K: Kv> {
     parent: &'p K,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'p, K: Kv> Scratch<'p, K> {
-    fn new(parent: &'p K) -> Self {
+    pub(crate) fn new(parent: &'p K) -> Self {
         Scratch { parent, writes: BTreeMap::new() }
+    }
+
+    /// The writes, to apply to the parent when the whole succeeded.
+    pub(crate) fn into_writes(self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.writes
+    }
+}
+
+/// Applies writes collected in a [`Scratch`].
+pub(crate) fn merge(kv: &mut impl Kv, writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    for (k, v) in writes {
+        match v {
+            Some(v) => kv.put(k, v),
+            None => kv.del(&k),
+        }
     }
 }
 

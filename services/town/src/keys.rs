@@ -12,9 +12,14 @@
 //! | `case/<case id 16 bytes>` | JSON `CaseState` | one pseudonymous case |
 //! | `cnt/<year>/<ward>/<category>/<sex>/<band>/<status>` | u64 BE | cases counted in the year |
 //! | `sup/<year>/<ward>/<category>` | u64 BE | of those, cases with support |
-//! | `parked/<n BE>` | JSON | refused messages with the reason |
+//! | `parked/<n BE>` | JSON [`Parked`](crate::parked::Parked) | refused messages with the reason, the exact bytes and, once replayed, when and what came of it |
+//! | `rid/<event id 16 bytes>` | u64 BE `n` | an event applied by replaying `parked/<n>`: a second copy is a duplicate |
 //! | `out/<n BE>` | u16 BE year | outbox: years whose figures changed, to forward |
-//! | `meta/<name>` | varies | counters (`outbox_next`, `parked_next`, `stream_seq`) |
+//! | `meta/<name>` | varies | counters (`outbox_next`, `parked_next`, `stream_seq`, `deadletter_published`) |
+//!
+//! `meta/deadletter_published` is the dead-letter outbox: the highest `n`
+//! whose `parked/<n>` the dead-letter stream acknowledged. Every `n` above it
+//! up to `meta/parked_next` is still to publish (see [`crate::deadletter`]).
 
 use uuid::Uuid;
 
@@ -69,6 +74,11 @@ pub fn parked(n: u64) -> Vec<u8> {
     k.extend_from_slice(&n.to_be_bytes());
     k
 }
+pub fn replayed_event(id: Uuid) -> Vec<u8> {
+    let mut k = b"rid/".to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 pub const OUTBOX_PREFIX: &[u8] = b"out/";
 pub fn outbox(n: u64) -> Vec<u8> {
     let mut k = OUTBOX_PREFIX.to_vec();
@@ -78,6 +88,7 @@ pub fn outbox(n: u64) -> Vec<u8> {
 pub const META_OUTBOX_NEXT: &[u8] = b"meta/outbox_next";
 pub const META_PARKED_NEXT: &[u8] = b"meta/parked_next";
 pub const META_STREAM_SEQ: &[u8] = b"meta/stream_seq";
+pub const META_DEADLETTER_PUBLISHED: &[u8] = b"meta/deadletter_published";
 
 pub fn u64_of(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)

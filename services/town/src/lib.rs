@@ -6,6 +6,9 @@
 //! sled ([`store`]), serves the town office over HTTP ([`http`]) and forwards
 //! per-year numerators and denominators to the province through a durable
 //! outbox ([`forwarder`]). [`rebuild`] replays the stream into a fresh store.
+//! Messages it cannot apply are parked with the reason ([`parked`]), copied to
+//! a dead-letter stream ([`deadletter`]) and can be replayed by an operator
+//! once the town understands them ([`replay`]).
 //!
 //! Owns: the fold, the town store, the town API. Does not own: the wire
 //! format (`treem-proto`), ward logs, province roll-ups. Never holds a
@@ -13,13 +16,16 @@
 
 pub mod config;
 pub mod consumer;
+pub mod deadletter;
 pub mod fold;
 pub mod forwarder;
 pub mod http;
 pub mod keys;
 pub mod kv;
+pub mod parked;
 pub mod projection;
 pub mod rebuild;
+pub mod replay;
 pub mod store;
 pub mod stream;
 
@@ -30,7 +36,6 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use treem_proto::catalogue::Catalogue;
 
 pub use config::Config;
 use fold::Ctx;
@@ -48,6 +53,8 @@ pub enum Error {
     AddrFile { path: std::path::PathBuf, source: std::io::Error },
     #[error("NATS connection options are invalid: {0}")]
     Nats(String),
+    #[error("API tokens or audit log: {0}")]
+    Auth(#[from] treem_auth::guard::AuthError),
 }
 
 /// State shared by the tasks and the HTTP handlers.
@@ -63,6 +70,8 @@ pub struct Shared {
     pub applied_total: AtomicU64,
     pub forwarded_version: AtomicU64,
     pub applied_notify: Notify,
+    /// For the replay commands the HTTP API publishes to the town's stream.
+    pub js: async_nats::jetstream::Context,
 }
 
 /// A running town aggregator.
@@ -86,7 +95,8 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Error>
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2000)))
-        .connect(url)
+        // One URL or several (a cluster), comma-separated.
+        .connect(config::nats_urls(url))
         .await
         .map_err(|e| Error::Nats(e.to_string()))
 }
@@ -98,6 +108,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     let wards: Vec<String> = town.wards.iter().map(|w| w.code.clone()).collect();
     let ward_names: Vec<String> = town.wards.iter().map(|w| format!("{} {}", w.kind, w.name)).collect();
     let store = TownStore::open(&config.data_dir.join("store"))?;
+    let auth = Arc::new(treem_auth::Auth::open(&config.data_dir, config.auth)?);
     let listener =
         tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| Error::Bind { addr: config.http_addr, source })?;
     let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.http_addr, source })?;
@@ -107,7 +118,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         Some(&(n, _)) => n - 1,
         None => store.tree.get(keys::META_OUTBOX_NEXT).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0),
     };
-    let ctx = Ctx { province: config.province.clone(), town: config.town.clone(), hierarchy, catalogue: Catalogue::shipped() };
+    let ctx = Ctx { province: config.province.clone(), town: config.town.clone(), hierarchy, catalogue: config.catalogue()? };
     let client = connect(&config.nats_url, &format!("treem-town-{}", config.town)).await?;
     let js = async_nats::jetstream::new(client);
     let shared = Arc::new(Shared {
@@ -121,13 +132,15 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         applied_total: AtomicU64::new(0),
         forwarded_version: AtomicU64::new(forwarded),
         applied_notify: Notify::new(),
+        js: js.clone(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let forward = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(consumer::run(shared.clone(), js.clone(), forward.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(deadletter::run(shared.clone(), js.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(forwarder::run(shared.clone(), js, forward, stop_rx.clone())));
-    let app = http::router(shared.clone());
+    let app = http::router(shared.clone(), auth);
     let mut http_stop = stop_rx;
     tasks.push(tokio::spawn(async move {
         let shutdown = async move {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod parked_cli;
+
 #[derive(Parser)]
 #[command(
     name = "treem-town",
@@ -32,6 +34,27 @@ enum Command {
         #[arg(long)]
         into: PathBuf,
     },
+    /// List, show and replay the messages the RUNNING town parked (dead
+    /// letters), through its HTTP API.
+    Parked {
+        /// The town's HTTP address, e.g. http://127.0.0.1:7420 (default: the
+        /// address the town wrote to <data_dir>/http.addr).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// An admin token (`treem-town token create --role admin`); prefer
+        /// the environment variable, which `ps` does not show.
+        #[arg(long, global = true, env = "TREEM_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: parked_cli::ParkedCommand,
+    },
+    /// Create, list and revoke the API's tokens, in <data_dir>/auth/tokens.json
+    /// (works whether or not the town runs; a running town sees changes at
+    /// its next request).
+    Token {
+        #[command(subcommand)]
+        command: treem_auth::cli::TokenCommand,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
             wait_for_signal().await;
             node.shutdown().await;
         }
+        Command::Parked { url, token, command } => parked_cli::run(&config, url, token, command).await?,
+        Command::Token { command } => treem_auth::cli::run(&config.data_dir, command, &mut std::io::stdout(), &mut std::io::stderr())?,
         Command::Rebuild { into } => {
             if into.exists() {
                 bail!("{} already exists; give a new directory for the rebuilt store", into.display());
@@ -64,9 +89,9 @@ async fn main() -> anyhow::Result<()> {
                 province: config.province.clone(),
                 town: config.town.clone(),
                 hierarchy: hierarchy.clone(),
-                catalogue: treem_proto::catalogue::Catalogue::shipped(),
+                catalogue: config.catalogue()?,
             };
-            let client = async_nats::connect(&config.nats_url).await.context("connecting to NATS")?;
+            let client = async_nats::connect(treem_town::config::nats_urls(&config.nats_url)).await.context("connecting to NATS")?;
             let js = async_nats::jetstream::new(client);
             let (rebuilt, read) = treem_town::rebuild::rebuild_into(&js, &config, &ctx, &into).await?;
             println!("rebuilt {} from {read} messages", into.display());

@@ -12,19 +12,42 @@
 //! event takes effect exactly once (invariant 2) and position and projection
 //! never disagree (invariant 3).
 //!
+//! The town's own replay commands travel in the same stream and are folded
+//! in the same batches ([`crate::replay`]); their results wait in memory for
+//! the HTTP request that published them ([`TownStore::take_replay_result`]).
+//! A redelivered command finds its record already replayed and changes
+//! nothing.
+//!
+//! Parked records are copied to the dead-letter stream by
+//! [`crate::deadletter`], which moves `meta/deadletter_published` forward
+//! only after JetStream acknowledged (outside the fold's batches: no other
+//! writer touches that key).
+//!
 //! Durability: sled 0.34's `flush()` ends in `sync_file_range`, which does
 //! not force the data to stable storage on every filesystem, nor the file's
 //! metadata. After each flush we `fdatasync` sled's data file (`db`) through a
 //! handle held open for the store's lifetime; the directory was fsynced once
 //! at open so the files themselves are durable.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use treem_proto::subject;
 
 use crate::fold::{self, Ctx, Dirty, Outcome};
 use crate::keys;
 use crate::kv::{Kv, Overlay};
+use crate::parked::Parked;
+use crate::replay::{self, ReplayOutcome, ReplayRefusal};
+
+/// What came of the replay command at a stream sequence.
+pub type ReplayResult = Result<ReplayOutcome, ReplayRefusal>;
+
+/// Results of replay commands not yet taken by their requests; the oldest
+/// are dropped past this many (a request that gave up waiting never takes its own).
+const REPLAY_RESULTS_KEPT: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +63,7 @@ pub struct TownStore {
     pub tree: sled::Tree,
     data_file: Arc<File>,
     path: PathBuf,
+    replay_results: Arc<Mutex<BTreeMap<u64, ReplayResult>>>,
 }
 
 impl TownStore {
@@ -52,26 +76,35 @@ impl TownStore {
         let data_file = File::open(path.join("db")).map_err(|e| open_err(format!("sled data file: {e}")))?;
         data_file.sync_all().map_err(|e| open_err(e.to_string()))?;
         File::open(path).and_then(|d| d.sync_all()).map_err(|e| open_err(e.to_string()))?;
-        Ok(TownStore { db, tree, data_file: Arc::new(data_file), path: path.into() })
+        Ok(TownStore { db, tree, data_file: Arc::new(data_file), path: path.into(), replay_results: Arc::default() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Folds messages `(subject, payload, stream_seq)` and commits them atomically and durably.
+    /// Folds messages `(subject, payload, stream_seq)` and commits them
+    /// atomically and durably. Returns the outcome of each ward event (replay
+    /// commands leave theirs for [`TownStore::take_replay_result`]).
     pub fn apply_batch(&self, ctx: &Ctx, messages: &[(String, Vec<u8>, u64)]) -> Result<Vec<Outcome>, StoreError> {
         let mut overlay = Overlay::new(&self.tree);
         let mut dirty = Dirty::new();
         let mut outcomes = Vec::with_capacity(messages.len());
+        let mut replays = Vec::new();
         let mut stream_seq = None;
-        for (subject, payload, sseq) in messages {
-            outcomes.push(fold::apply(&mut overlay, ctx, subject, payload, &mut dirty));
-            stream_seq = Some(*sseq);
+        let parked_before = fold::get_u64(&overlay, keys::META_PARKED_NEXT);
+        for (subject_str, payload, sseq) in messages {
+            if subject::parse_town_replay_subject(subject_str).is_ok() {
+                replays.push((*sseq, replay::apply_command(&mut overlay, ctx, subject_str, payload, &mut dirty)));
+            } else {
+                outcomes.push(fold::apply(&mut overlay, ctx, subject_str, payload, &mut dirty));
+            }
+            stream_seq = stream_seq.max(Some(*sseq));
         }
-        if let Some(s) = stream_seq {
+        if let Some(s) = stream_seq.filter(|&s| s > fold::get_u64(&overlay, keys::META_STREAM_SEQ)) {
             overlay.put(keys::META_STREAM_SEQ.to_vec(), s.to_be_bytes().to_vec());
         }
+        let parked_after = fold::get_u64(&overlay, keys::META_PARKED_NEXT);
         if !dirty.is_empty() {
             let mut next = overlay.get(keys::META_OUTBOX_NEXT).map(|v| keys::u64_of(&v)).unwrap_or(0);
             for year in dirty {
@@ -83,7 +116,24 @@ impl TownStore {
         let batch = overlay.into_batch();
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
         self.sync()?;
+        for n in parked_before + 1..=parked_after {
+            if let Some(p) = self.parked_record(n) {
+                tracing::warn!(parked = n, subject = %p.subject, ward = p.ward, seq = p.seq, reason = %p.reason, "parked a message from the ward stream");
+            }
+        }
+        if !replays.is_empty() {
+            let mut results = self.replay_results.lock().expect("replay results lock");
+            results.extend(replays);
+            while results.len() > REPLAY_RESULTS_KEPT {
+                results.pop_first();
+            }
+        }
         Ok(outcomes)
+    }
+
+    /// The result of the replay command folded at stream sequence `sseq`, once.
+    pub fn take_replay_result(&self, sseq: u64) -> Option<ReplayResult> {
+        self.replay_results.lock().expect("replay results lock").remove(&sseq)
     }
 
     /// Makes every committed write durable (see the module doc).
@@ -117,8 +167,39 @@ impl TownStore {
         self.tree.get(keys::META_STREAM_SEQ).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0)
     }
 
-    pub fn parked(&self) -> Vec<fold::Parked> {
-        self.tree.scan_prefix(keys::PARKED_PREFIX).filter_map(Result::ok).filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
+    /// The messages parked now: every record not (yet) replayed. What a
+    /// reader sees as "parked", and what `rebuild` compares.
+    pub fn parked(&self) -> Vec<Parked> {
+        self.parked_all().into_iter().map(|(_, p)| p).filter(|p| p.replayed.is_none()).collect()
+    }
+
+    /// Every parked record `(n, record)`, replayed ones too, oldest first.
+    pub fn parked_all(&self) -> Vec<(u64, Parked)> {
+        self.tree
+            .scan_prefix(keys::PARKED_PREFIX)
+            .filter_map(Result::ok)
+            .filter_map(|(k, v)| Some((keys::trailing_u64(&k), serde_json::from_slice(&v).ok()?)))
+            .collect()
+    }
+
+    pub fn parked_record(&self, n: u64) -> Option<Parked> {
+        self.tree.get(keys::parked(n)).ok().flatten().and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    /// The number of the last parked record.
+    pub fn parked_next(&self) -> u64 {
+        self.tree.get(keys::META_PARKED_NEXT).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0)
+    }
+
+    /// The last parked record the dead-letter stream acknowledged.
+    pub fn deadletter_published(&self) -> u64 {
+        self.tree.get(keys::META_DEADLETTER_PUBLISHED).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0)
+    }
+
+    /// Moves the dead-letter outbox forward to `n`, durably.
+    pub fn set_deadletter_published(&self, n: u64) -> Result<(), StoreError> {
+        self.tree.insert(keys::META_DEADLETTER_PUBLISHED, &n.to_be_bytes()).map_err(|e| StoreError::Write(e.to_string()))?;
+        self.sync()
     }
 }
 

@@ -28,6 +28,10 @@ pub fn stream_config(config: &Config) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         max_age: Duration::ZERO,
         duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        // 3 on the cluster of deploy/nats/cluster: an ack then means a
+        // quorum (2 of 3 nodes) holds the event, and the stream survives the
+        // loss of any one node. The consumer inherits it (0 = as the stream).
+        num_replicas: config.stream_replicas,
         ..Default::default()
     }
 }
@@ -41,7 +45,11 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<s
         Ok(mut s) => {
             let info = s.info().await.map_err(|e| err(&e))?;
             let have = &info.config;
-            if have.subjects != wanted.subjects || have.duplicate_window != wanted.duplicate_window || have.max_age != wanted.max_age {
+            if have.subjects != wanted.subjects
+                || have.duplicate_window != wanted.duplicate_window
+                || have.max_age != wanted.max_age
+                || have.num_replicas != wanted.num_replicas
+            {
                 js.update_stream(wanted.clone()).await.map_err(|e| err(&e))?;
             }
             Ok(s)
@@ -70,6 +78,18 @@ pub async fn ensure_consumer(
     if stream.consumer_info(&name).await.is_ok() {
         stream.delete_consumer(&name).await.map_err(|e| err(&e))?;
     }
+    // A stream that lost its tail (a power cut at the server before its
+    // periodic fsync, or a restored older store) ends before what we
+    // committed; new ward events will be stored from its new end on, so
+    // start there. Events the town applied twice over are skipped by seq,
+    // and wards re-send what the stream lost (ward reconcile).
+    let last = stream.get_info().await.map_err(|e| err(&e))?.state.last_sequence;
+    let committed = if committed > last {
+        tracing::warn!(committed, stream_last = last, "the ward stream ends before the town's position: it lost messages; resuming at its end");
+        last
+    } else {
+        committed
+    };
     let deliver_policy = match committed {
         0 => consumer::DeliverPolicy::All,
         n => consumer::DeliverPolicy::ByStartSequence { start_sequence: n + 1 },

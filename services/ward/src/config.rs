@@ -15,6 +15,7 @@
 //! max_in_flight = 1024       # publishes awaiting their JetStream ack
 //! backoff_min_ms = 100       # retry delay after a failed sync, doubling…
 //! backoff_max_ms = 5000      # …up to this
+//! min_free_bytes = 16777216  # refuse new records below 16 MiB free disk; 0: no check
 //! # hierarchy_file = "hierarchy.json"   # default: the shipped hierarchy
 //! ```
 //!
@@ -47,12 +48,17 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Local HTTP API; keep it on 127.0.0.1 on an officer's laptop.
     pub http_addr: SocketAddr,
-    /// The town's NATS server.
+    /// The town's NATS server: one URL, or several separated by commas (the
+    /// nodes of a JetStream cluster, deploy/nats/cluster/).
     pub nats_url: String,
     /// Publishes sent before the first of them must be acknowledged.
     pub max_in_flight: usize,
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
+    /// Free disk space the ward log keeps: below it new records are refused
+    /// with a "disk full" error instead of meeting ENOSPC inside sled. 0
+    /// turns the check off (see `log.rs`, "Full disk and I/O errors").
+    pub min_free_bytes: u64,
     /// Hierarchy JSON to use instead of the shipped one.
     pub hierarchy_file: Option<PathBuf>,
 }
@@ -70,6 +76,7 @@ impl Default for Config {
             max_in_flight: 1024,
             backoff_min_ms: 100,
             backoff_max_ms: 5000,
+            min_free_bytes: crate::log::DEFAULT_MIN_FREE_BYTES,
             hierarchy_file: None,
         }
     }
@@ -158,6 +165,9 @@ impl Config {
         if let Some((k, v)) = get("backoff_max_ms") {
             self.backoff_max_ms = parse(&k, &v)?;
         }
+        if let Some((k, v)) = get("min_free_bytes") {
+            self.min_free_bytes = parse(&k, &v)?;
+        }
         if let Some((_, v)) = get("hierarchy_file") {
             self.hierarchy_file = if v.trim().is_empty() { None } else { Some(PathBuf::from(v)) };
         }
@@ -195,8 +205,16 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
-        if let Err(e) = self.nats_url.parse::<async_nats::ServerAddr>() {
-            return Err(ConfigError::Invalid { field: "nats_url", detail: format!("{e}; use e.g. nats://127.0.0.1:4222") });
+        if nats_urls(&self.nats_url).is_empty() {
+            return invalid("nats_url", "must not be empty; use e.g. nats://127.0.0.1:4222");
+        }
+        for url in nats_urls(&self.nats_url) {
+            if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+                return Err(ConfigError::Invalid {
+                    field: "nats_url",
+                    detail: format!("{url:?}: {e}; use e.g. nats://127.0.0.1:4222 (several separated by commas)"),
+                });
+            }
         }
         Ok(())
     }
@@ -213,6 +231,13 @@ impl Config {
     pub fn backoff_max(&self) -> Duration {
         Duration::from_millis(self.backoff_max_ms)
     }
+}
+
+/// The URLs of a `nats_url` setting: one, or several separated by commas
+/// (the nodes of a JetStream cluster). async-nats parses a `&str` as ONE
+/// address, so a list is split here and handed over as a `Vec`.
+pub fn nats_urls(nats_url: &str) -> Vec<&str> {
+    nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -234,6 +259,16 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:7410");
         assert_eq!(c.max_in_flight, 1024);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn nats_url_may_list_the_nodes_of_a_cluster() {
+        let urls = "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224";
+        let c = Config::load_with_env(None, env(&[("TREEM_WARD_WARD", "25320"), ("TREEM_WARD_NATS_URL", urls)])).unwrap();
+        assert_eq!(nats_urls(&c.nats_url), ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]);
+        c.validate().unwrap();
+        let c = Config::load_with_env(None, env(&[("TREEM_WARD_WARD", "25320"), ("TREEM_WARD_NATS_URL", " , ")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("nats_url"));
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //! The directory itself is fsynced once at open, so the entries of `db` and
 //! `conf` (created by sled on first open) survive a power cut too.
 //!
+//! [`available_bytes`] reads the free space of the file system under the
+//! log (`statvfs(3)`), for the reserve check before a write and for deciding
+//! whether a log broken by a full disk can be reopened.
+//!
 //! Values stay inline in `db` because every event is at most
 //! [`treem_proto::event::MAX_EVENT_BYTES`] encoded, far below the size at
 //! which sled 0.34 moves a value to `<dir>/blobs/`.
@@ -52,7 +56,15 @@ impl SledFiles {
     /// `db.flush()` then `fdatasync` of sled's files: when this returns `Ok`,
     /// every write that completed before the call is on stable storage.
     pub(crate) fn flush_durably(&self, db: &sled::Db) -> io::Result<()> {
-        db.flush().map_err(|e| io::Error::other(format!("sled flush of {}: {e}", self.dir.display())))?;
+        // Keep the kind of an I/O error (ENOSPC above all): the log tells a
+        // full disk from other failures by it.
+        db.flush().map_err(|e| {
+            let kind = match &e {
+                sled::Error::Io(io) => io.kind(),
+                _ => io::ErrorKind::Other,
+            };
+            io::Error::new(kind, format!("sled flush of {}: {e}", self.dir.display()))
+        })?;
         self.db.sync_data()?;
         self.conf.sync_data()?;
         Ok(())
@@ -78,4 +90,26 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     }
     std::fs::rename(&tmp, path)?;
     sync_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+}
+
+/// Bytes an unprivileged process may still write on the file system holding
+/// `path` (`statvfs(3)`: `f_bavail · f_frsize`).
+#[allow(unsafe_code)]
+pub(crate) fn available_bytes(path: &Path) -> io::Result<u64> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the
+    // call, and `stat` points to writable memory the size of a `statvfs`,
+    // which the call fills completely when it returns 0.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }

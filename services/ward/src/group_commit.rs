@@ -13,10 +13,15 @@
 //! belongs to a write that the flush that follows includes.
 //!
 //! A failed flush is published too (with the tickets it covered), so the
-//! writers waiting for it get an error rather than waiting for ever; the
-//! next write tries again. When the [`GroupCommit`] is dropped, the flusher
-//! does a last flush and is joined.
+//! writers waiting for it get a [`FlushFailure`] rather than waiting for
+//! ever. After a failure sled 0.34 refuses every later write with the same
+//! error (it keeps the first I/O error as a global error), so the ward log
+//! treats a failed flush as the end of this database handle and reopens the
+//! directory (see `log_db.rs`). When the [`GroupCommit`] is dropped, the
+//! flusher does a last flush and is joined; writers still waiting then get
+//! a failure ("the flusher has stopped").
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -34,7 +39,15 @@ struct FlushState {
     /// Every seq ≤ this is durable.
     seq: u64,
     /// The last failed flush: the tickets it covered and why it failed.
-    failed: Option<(u64, String)>,
+    failed: Option<(u64, FlushFailure)>,
+}
+
+/// Why writes were not made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FlushFailure {
+    pub(crate) detail: String,
+    /// The file system said "no space left on device" (ENOSPC).
+    pub(crate) disk_full: bool,
 }
 
 /// Counters shared between the writers and the flusher thread.
@@ -86,16 +99,25 @@ impl GroupCommit {
     }
 
     /// Waits until the writes of `ticket` are durable, or their flush failed.
-    pub(crate) async fn wait(&self, ticket: u64) -> Result<(), String> {
+    /// The future borrows nothing, so a caller can release its locks (and
+    /// the database handle) before awaiting it.
+    pub(crate) fn wait(&self, ticket: u64) -> impl Future<Output = Result<(), FlushFailure>> + Send + use<> {
         let mut rx = self.durable.clone();
-        let state = rx
-            .wait_for(|s| s.ticket >= ticket || s.failed.as_ref().is_some_and(|(t, _)| *t >= ticket))
-            .await
-            .map_err(|_| "the flusher has stopped".to_string())?;
-        if state.ticket >= ticket {
-            return Ok(());
+        async move {
+            let state = rx
+                .wait_for(|s| s.ticket >= ticket || s.failed.as_ref().is_some_and(|(t, _)| *t >= ticket))
+                .await
+                .map_err(|_| FlushFailure { detail: "the flusher has stopped".into(), disk_full: false })?;
+            if state.ticket >= ticket {
+                return Ok(());
+            }
+            Err(state.failed.as_ref().map(|(_, why)| why.clone()).unwrap_or(FlushFailure { detail: String::new(), disk_full: false }))
         }
-        Err(state.failed.as_ref().map(|(_, why)| why.clone()).unwrap_or_default())
+    }
+
+    /// The last flush failure, if any flush of this handle failed.
+    pub(crate) fn failure(&self) -> Option<FlushFailure> {
+        self.durable.borrow().failed.as_ref().map(|(_, f)| f.clone())
     }
 
     /// Highest seq known durable.
@@ -136,8 +158,9 @@ fn run_flusher(db: sled::Db, files: SledFiles, counters: Arc<Counters>, wake: Re
                     s.seq = s.seq.max(seq);
                 }),
                 Err(e) => {
-                    tracing::error!(error = %e, ticket, seq, "ward log flush failed: recent events are not durable");
-                    state.send_modify(|s| s.failed = Some((ticket, e.to_string())));
+                    let failure = FlushFailure { detail: e.to_string(), disk_full: e.kind() == std::io::ErrorKind::StorageFull };
+                    tracing::error!(error = %e, disk_full = failure.disk_full, ticket, seq, "ward log flush failed: recent events are not durable");
+                    state.send_modify(|s| s.failed = Some((ticket, failure)));
                 }
             }
         }

@@ -3,11 +3,14 @@
 //! Runs on the child-protection officer's laptop, fully offline-first:
 //!
 //! - [`log`]: the durable, append-only ward log on sled, with group commit —
-//!   an event is "recorded" only once it is on stable storage;
+//!   an event is "recorded" only once it is on stable storage; a full disk
+//!   refuses new records with a clear error and recovers without a restart;
 //! - [`identity`]: the case register; a child's identity stays here and is
 //!   never part of an event;
 //! - [`replicator`]: publishes the log in order to the town's JetStream
-//!   stream whenever the network allows, remembering what was acknowledged;
+//!   stream whenever the network allows, remembering what was acknowledged,
+//!   and on every (re)connect checks that the stream still holds it
+//!   (`reconcile.rs`), sending again what the stream lost;
 //! - [`http`]: the local HTTP API (record, list, status, health, metrics);
 //! - [`csv_import`]: bulk import of indicator observations, all-or-nothing;
 //! - [`config`]: TOML + `TREEM_WARD_*` environment configuration;
@@ -29,7 +32,10 @@ mod group_commit;
 pub mod http;
 pub mod identity;
 pub mod log;
+mod log_db;
+mod reconcile;
 pub mod replicator;
+mod sync_state;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,6 +81,7 @@ pub struct Node {
 pub async fn start(config: Config) -> Result<Node, Error> {
     config.validate()?;
     let log = WardLog::open(&config.data_dir, config.ward_path(), Catalogue::shipped())?;
+    log.set_min_free_bytes(config.min_free_bytes);
     let listener =
         tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| Error::Bind { addr: config.http_addr, source })?;
     let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.http_addr, source })?;

@@ -12,9 +12,11 @@
 //! | `log` | seq, `u64` big-endian (so keys sort by seq) | the envelope JSON ([`Envelope::encode`]) |
 //! | `ids` | event id, 16 bytes of the UUID | seq, `u64` big-endian |
 //! | `meta` | `ward` | `"<province>.<town>.<ward>"`, written at first open |
-//! | `meta` | `acked_seq` | `u64` BE: every seq ≤ it was acknowledged by the town's JetStream |
+//! | `meta` | `acked_seq` | `u64` BE: every seq ≤ it was acknowledged by the town's JetStream (and, as far as the last reconciliation could tell, is still held by its stream) |
+//! | `meta` | `ack_marks` | JSON `[{"seq","stream_seq","event_seq"}, …]`: where acknowledged prefixes lie in the town's stream, the newest being `acked_seq`'s (`sync_state.rs`) |
 //! | `meta` | `last_sync_at` | RFC 3339: end of the last replication round that reached the log's end |
 //! | `meta` | `last_error` / `last_error_at` | text / RFC 3339 of the last replication failure, removed on success |
+//! | `meta` | `last_rewind` | JSON [`Rewind`]: the last time `acked_seq` was moved back, and why |
 //! | `identity` | case id, 16 bytes | a child's identity, see [`crate::identity`]; never replicated |
 //!
 //! # Invariants
@@ -23,12 +25,19 @@
 //!   inserted under one mutex, and recovered at open as the last `log` key + 1.
 //! - An event, its `ids` entry and (for `case.opened`) its `identity` entry
 //!   are written in one sled transaction: all or nothing.
-//! - "Recorded" means [`WardLog::append`] returned `Ok`, which it does only
-//!   once the event is on stable storage (group commit below).
+//! - "Recorded" (đã ghi) means [`WardLog::append`] returned `Ok`, which it
+//!   does only once the event is on stable storage: sled's flush *and* an
+//!   `fdatasync` of its files (group commit below). That is the only moment
+//!   the ward may tell an officer "recorded"; the HTTP API answers 201 and
+//!   the CLI prints "recorded" only then. A JetStream acknowledgement is a
+//!   different, weaker promise, see [`crate::replicator`].
 //! - Readers ([`WardLog::read_from`], hence the replicator and the HTTP API)
 //!   only see durable events, so no event leaves the ward that a crash could
 //!   still take back.
 //! - Bad input changes nothing: every check runs before the write.
+//! - The log never forgets an event: `acked_seq` only says what need not be
+//!   sent again, and it moves back ([`WardLog::rewind_acked`]) when the
+//!   town's stream turns out to have lost events.
 //!
 //! # Group commit
 //!
@@ -37,6 +46,28 @@
 //! `db.flush()` followed by `fdatasync` of sled's files (`durable.rs`).
 //! While one flush runs, the next batch of appenders queues up and shares
 //! the next one.
+//!
+//! # Full disk and I/O errors
+//!
+//! - Before every write the log checks the free space of its file system
+//!   (`statvfs`): with less than `min_free_bytes` (config, default
+//!   [`DEFAULT_MIN_FREE_BYTES`]) plus the size of the events left, it
+//!   refuses with [`LogError::DiskFull`] and writes nothing: no seq is used,
+//!   the log is untouched. `min_free_bytes = 0` turns this check off.
+//! - If the disk fills anyway (another program, or the check turned off),
+//!   sled meets ENOSPC itself. The write or flush that meets it fails
+//!   ([`LogError::DiskFull`] when nothing was written,
+//!   [`LogError::NotDurableDiskFull`] when the event was written but could
+//!   not be made durable, so it was never "recorded"), and sled then fails
+//!   every later write (see `log_db.rs`). The log keeps serving reads from
+//!   that handle and refuses writes with [`LogError::DiskFull`] until the
+//!   file system has room again (at least [`REOPEN_MIN_FREE_BYTES`] beyond
+//!   the reserve); the next write then drops the broken handle and reopens
+//!   the directory, without a restart. Every event recorded before is still
+//!   there; an event that failed with `NotDurableDiskFull` may or may not
+//!   be, which its error says.
+//! - Any other I/O error is handled the same way, except that a reopen is
+//!   tried at the next write whatever the free space.
 //!
 //! # Crash behaviour
 //!
@@ -52,12 +83,12 @@
 //!   JetStream de-duplication and the town's per-ward seq check absorb.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use sled::Transactional;
-use sled::transaction::ConflictableTransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 use treem_proto::Envelope;
 use treem_proto::catalogue::Catalogue;
@@ -65,17 +96,22 @@ use treem_proto::event::{Event, EventError, MAX_EVENT_BYTES, SCHEMA_VERSION};
 use treem_proto::subject::WardPath;
 use uuid::Uuid;
 
-use crate::durable::SledFiles;
-use crate::group_commit::GroupCommit;
+use crate::group_commit::FlushFailure;
+use crate::log_db::{LogDb, seq_of};
+pub use crate::sync_state::{AckMark, CatchUp, LogStatus, Rewind};
 
 /// The sled directory inside the data directory.
 pub const LOG_DIR: &str = "wardlog";
 
-const ACKED_SEQ: &str = "acked_seq";
-const LAST_SYNC_AT: &str = "last_sync_at";
-const LAST_ERROR: &str = "last_error";
-const LAST_ERROR_AT: &str = "last_error_at";
-const WARD: &str = "ward";
+/// Free space the log keeps on its file system unless configured otherwise
+/// (`min_free_bytes`): room for sled to finish a segment and for the OS, so
+/// a full disk is met by a clear refusal rather than an I/O error.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Free space (beyond the reserve) needed before a log broken by a full disk
+/// is reopened: sled writes up to a 512 KiB segment at open.
+pub const REOPEN_MIN_FREE_BYTES: u64 = 1024 * 1024;
+
 /// Longest author name accepted.
 const MAX_AUTHOR: usize = 100;
 
@@ -110,54 +146,61 @@ pub enum LogError {
     Locked { dir: PathBuf },
     #[error("the data directory {dir} holds the log of ward {found}, not {expected}; point data_dir at this ward's own directory")]
     WrongWard { dir: PathBuf, found: String, expected: String },
+    #[error(
+        "disk full: no space left on the disk holding the ward log {dir} ({available} bytes free, {reserve} kept in reserve); nothing was recorded and every event recorded before is intact — free disk space (delete or move files), then record again"
+    )]
+    DiskFull { dir: PathBuf, available: u64, reserve: u64 },
     #[error("could not {action} the ward log: {detail}; check the disk (free space, permissions)")]
     Storage { action: &'static str, detail: String },
     #[error(
         "the event was written but could not be made durable ({0}); it may be lost on a crash — check the disk, then `treem-ward log` before recording it again"
     )]
     NotDurable(String),
+    #[error(
+        "disk full: no space left on the disk holding the ward log, so the event was written but could not be made durable ({0}); it was NOT recorded — free disk space, then check `treem-ward log` (it may or may not be there) before recording it again"
+    )]
+    NotDurableDiskFull(String),
     #[error("the stored event at seq {seq} cannot be read: {detail}")]
     Corrupt { seq: u64, detail: String },
 }
 
-fn storage(action: &'static str) -> impl Fn(sled::Error) -> LogError {
-    move |e| LogError::Storage { action, detail: e.to_string() }
+impl LogError {
+    /// The disk under the log is full: the caller should free space.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, LogError::DiskFull { .. } | LogError::NotDurableDiskFull(_))
+    }
 }
 
-/// What the officer (and the town) want to know about syncing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogStatus {
-    pub ward: String,
-    /// Highest recorded (durable) seq; 0 when the log is empty.
-    pub last_seq: u64,
-    /// Every seq up to this one was acknowledged by the town's JetStream.
-    pub acked_seq: u64,
-    /// Recorded events the town has not acknowledged yet.
-    pub pending: u64,
-    pub last_sync_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    #[serde(default)]
-    pub last_error_at: Option<DateTime<Utc>>,
+pub(crate) fn storage(action: &'static str) -> impl Fn(sled::Error) -> LogError {
+    move |e| LogError::Storage { action, detail: e.to_string() }
 }
 
 /// Handle on the ward log. Clones share one database and one flusher.
 #[derive(Clone)]
 pub struct WardLog {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    ward: WardPath,
-    catalogue: Catalogue,
-    log: sled::Tree,
-    ids: sled::Tree,
-    meta: sled::Tree,
-    identity: sled::Tree,
+pub(crate) struct Inner {
+    pub(crate) ward: WardPath,
+    pub(crate) catalogue: Catalogue,
+    pub(crate) data_dir: PathBuf,
+    /// `<data_dir>/wardlog`.
+    pub(crate) dir: PathBuf,
+    /// The open database. `None` only after a reopen failed; replaced when
+    /// broken (see "Full disk and I/O errors"). Lock order: `next_seq`
+    /// first, then `db`; no guard is held across an `.await`.
+    pub(crate) db: RwLock<Option<LogDb>>,
     /// The next seq to assign; held while assigning and inserting.
-    next_seq: Mutex<u64>,
-    commit: GroupCommit,
+    pub(crate) next_seq: Mutex<u64>,
+    /// The durable seq of the last handle, for when `db` is `None`.
+    pub(crate) last_durable: AtomicU64,
+    /// Free space to keep on the file system (0: no check).
+    pub(crate) min_free_bytes: AtomicU64,
     /// Woken after every append, so the replicator never polls an idle log.
-    appended: Arc<Notify>,
+    pub(crate) appended: Arc<Notify>,
+    /// The replicator's current or last catch-up (in memory only).
+    pub(crate) catch_up: Mutex<Option<CatchUp>>,
 }
 
 impl std::fmt::Debug for WardLog {
@@ -166,71 +209,35 @@ impl std::fmt::Debug for WardLog {
     }
 }
 
-fn ward_key(w: &WardPath) -> String {
-    format!("{}.{}.{}", w.province, w.town, w.ward)
-}
-
-fn seq_of(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = bytes.len().min(8);
-    b[..n].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(b)
-}
-
 impl WardLog {
     /// Opens (or creates) the log in `<data_dir>/wardlog` for `ward`.
     /// Refuses a directory that belongs to another ward, and reports a
     /// directory held by another process as [`LogError::Locked`].
     pub fn open(data_dir: &Path, ward: WardPath, catalogue: Catalogue) -> Result<WardLog, LogError> {
         let dir = data_dir.join(LOG_DIR);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| LogError::Storage { action: "create the directory of", detail: format!("{}: {e}", dir.display()) })?;
-        let db = sled::Config::new().path(&dir).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => LogError::Locked { dir: dir.clone() },
-            other => LogError::Storage { action: "open", detail: format!("{}: {other}", dir.display()) },
-        })?;
-        let tree = |name: &str| db.open_tree(name).map_err(storage("open"));
-        let (log, ids, meta, identity) = (tree("log")?, tree("ids")?, tree("meta")?, tree("identity")?);
-
-        let expected = ward_key(&ward);
-        match meta.get(WARD).map_err(storage("read"))? {
-            Some(found) if found.as_ref() != expected.as_bytes() => {
-                return Err(LogError::WrongWard {
-                    dir: data_dir.to_path_buf(),
-                    found: String::from_utf8_lossy(&found).into_owned(),
-                    expected,
-                });
-            }
-            Some(_) => {}
-            None => {
-                meta.insert(WARD, expected.as_bytes()).map_err(storage("write"))?;
-            }
-        }
-
-        let last = log.last().map_err(storage("read"))?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
-        // Whatever sled recovered may still sit only in the page cache (the
-        // previous process died between insert and fsync): make it durable
-        // before anyone reads it.
-        let files = SledFiles::open(&dir)
-            .map_err(|e| LogError::Storage { action: "open the files of", detail: format!("{}: {e}", dir.display()) })?;
-        files.flush_durably(&db).map_err(|e| LogError::NotDurable(e.to_string()))?;
-
-        let commit = GroupCommit::start(format!("ward-log-flusher-{}", ward.ward), db.clone(), files, last)
-            .map_err(|e| LogError::Storage { action: "start the flusher of", detail: e.to_string() })?;
+        let db = LogDb::open(data_dir, &dir, &ward)?;
+        let last = db.last_seq;
         tracing::info!(ward = %ward.ward, dir = %dir.display(), last_seq = last, "ward log opened");
         Ok(WardLog {
             inner: Arc::new(Inner {
                 ward,
                 catalogue,
-                log,
-                ids,
-                meta,
-                identity,
+                data_dir: data_dir.to_path_buf(),
+                dir,
+                db: RwLock::new(Some(db)),
                 next_seq: Mutex::new(last + 1),
-                commit,
+                last_durable: AtomicU64::new(last),
+                min_free_bytes: AtomicU64::new(DEFAULT_MIN_FREE_BYTES),
                 appended: Arc::new(Notify::new()),
+                catch_up: Mutex::new(None),
             }),
         })
+    }
+
+    /// Sets the free space the log keeps on its file system (0 turns the
+    /// check off). See "Full disk and I/O errors".
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.inner.min_free_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub fn ward(&self) -> &WardPath {
@@ -241,13 +248,18 @@ impl WardLog {
         &self.inner.catalogue
     }
 
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
     /// Records one event and returns its envelope once it is durable.
     ///
     /// Refuses, changing nothing: an invalid event (catalogue, years, text),
     /// an event over [`MAX_EVENT_BYTES`], a correction or retraction that does
     /// not name an original event of this ward (or changes its kind or case),
     /// a case event for a case not opened here, and `case.opened` itself
-    /// (which goes through [`crate::identity::open_case`]).
+    /// (which goes through [`crate::identity::open_case`]); and, with
+    /// [`LogError::DiskFull`], any event while the disk is full.
     pub async fn append(&self, author: &str, event: Event) -> Result<Envelope, LogError> {
         if matches!(event, Event::CaseOpened(_)) {
             return Err(LogError::CaseNeedsIdentity);
@@ -292,8 +304,8 @@ impl WardLog {
             event.validate(&self.inner.catalogue)?;
             self.check_references(event)?;
         }
-        let (envs, ticket) = self.write(author, events, identity)?;
-        self.wait_durable(ticket).await?;
+        let (envs, durable) = self.write(author, events, identity)?;
+        durable.await.map_err(not_durable)?;
         self.inner.appended.notify_one();
         if let (Some(first), Some(last)) = (envs.first(), envs.last()) {
             tracing::debug!(ward = %self.inner.ward.ward, from_seq = first.seq, to_seq = last.seq, "recorded");
@@ -324,7 +336,7 @@ impl WardLog {
     }
 
     fn require_case(&self, case_id: Uuid) -> Result<(), LogError> {
-        if self.inner.identity.contains_key(case_id.as_bytes()).map_err(storage("read"))? {
+        if self.with_db(|db| db.identity.contains_key(case_id.as_bytes()).map_err(storage("read")))? {
             Ok(())
         } else {
             Err(LogError::UnknownCase { case_id })
@@ -341,10 +353,17 @@ impl WardLog {
     }
 
     /// Assigns seqs and writes the events (and identity) in one transaction.
-    /// Returns the envelopes and the ticket to wait for.
-    fn write(&self, author: &str, events: Vec<Event>, identity: Option<(Uuid, Vec<u8>)>) -> Result<(Vec<Envelope>, u64), LogError> {
+    /// Returns the envelopes and the wait for their group commit.
+    fn write(
+        &self,
+        author: &str,
+        events: Vec<Event>,
+        identity: Option<(Uuid, Vec<u8>)>,
+    ) -> Result<(Vec<Envelope>, impl std::future::Future<Output = Result<(), FlushFailure>> + use<>), LogError> {
         let inner = &self.inner;
-        let mut next = inner.next_seq.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = self.lock_next();
+        let db = self.writable(&mut next)?;
+        let db = db.as_ref().ok_or_else(|| self.closed())?;
         let mut envs = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
@@ -366,7 +385,9 @@ impl WardLog {
             rows.push((env.seq.to_be_bytes(), env.id, bytes));
             envs.push(env);
         }
-        (&inner.log, &inner.ids, &inner.identity)
+        let size: usize = rows.iter().map(|(_, _, b)| b.len() + 64).sum::<usize>() + identity.as_ref().map_or(0, |(_, p)| p.len() + 32);
+        self.check_space(size as u64)?;
+        (&db.log, &db.ids, &db.identity)
             .transaction(|(log, ids, ident)| {
                 for (key, id, bytes) in &rows {
                     log.insert(&key[..], bytes.as_slice())?;
@@ -377,31 +398,32 @@ impl WardLog {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| LogError::Storage { action: "write", detail: format!("{e:?}") })?;
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => self.write_failed(db, "write", e),
+                TransactionError::Abort(()) => LogError::Storage { action: "write", detail: "transaction aborted".into() },
+            })?;
         *next += envs.len() as u64;
-        inner.commit.written(*next - 1);
-        drop(next);
-        Ok((envs, inner.commit.ticket()))
-    }
-
-    async fn wait_durable(&self, ticket: u64) -> Result<(), LogError> {
-        self.inner.commit.wait(ticket).await.map_err(LogError::NotDurable)
+        db.commit.written(*next - 1);
+        let durable = db.commit.wait(db.commit.ticket());
+        Ok((envs, durable))
     }
 
     /// Waits until every write made so far is on stable storage.
     pub async fn flush(&self) -> Result<(), LogError> {
-        let ticket = self.inner.commit.ticket();
-        self.wait_durable(ticket).await
+        let durable = self.with_db(|db| Ok(db.commit.wait(db.commit.ticket())))?;
+        durable.await.map_err(not_durable)
     }
 
     /// The event with this id, if this ward recorded it.
     pub fn get(&self, id: Uuid) -> Result<Option<Envelope>, LogError> {
-        let Some(key) = self.inner.ids.get(id.as_bytes()).map_err(storage("read"))? else { return Ok(None) };
-        let seq = seq_of(&key);
-        match self.inner.log.get(key).map_err(storage("read"))? {
-            Some(bytes) => decode(seq, &bytes).map(Some),
-            None => Ok(None),
-        }
+        self.with_db(|db| {
+            let Some(key) = db.ids.get(id.as_bytes()).map_err(storage("read"))? else { return Ok(None) };
+            let seq = seq_of(&key);
+            match db.log.get(key).map_err(storage("read"))? {
+                Some(bytes) => decode(seq, &bytes).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Up to `limit` recorded events with seq > `after_seq`, in seq order.
@@ -413,81 +435,24 @@ impl WardLog {
         }
         let from = (after_seq + 1).to_be_bytes();
         let to = end.to_be_bytes();
-        self.inner
-            .log
-            .range(from..=to)
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item.map_err(storage("read"))?;
-                decode(seq_of(&k), &v)
-            })
-            .collect()
+        self.with_db(|db| {
+            db.log
+                .range(from..=to)
+                .take(limit)
+                .map(|item| {
+                    let (k, v) = item.map_err(storage("read"))?;
+                    decode(seq_of(&k), &v)
+                })
+                .collect()
+        })
     }
 
     /// Highest recorded seq: every event up to it is durable. 0 when empty.
     pub fn last_seq(&self) -> u64 {
-        self.inner.commit.durable_seq()
-    }
-
-    /// Highest seq such that the town acknowledged it and every seq before it.
-    pub fn acked_seq(&self) -> Result<u64, LogError> {
-        Ok(self.inner.meta.get(ACKED_SEQ).map_err(storage("read"))?.map(|v| seq_of(&v)).unwrap_or(0))
-    }
-
-    /// Records durably that the town acknowledged every seq up to `seq`.
-    /// Never moves backwards.
-    pub async fn set_acked(&self, seq: u64) -> Result<(), LogError> {
-        let last = self.last_seq();
-        if seq > last {
-            return Err(LogError::AckBeyondEnd { seq, last });
+        match self.read_guard().as_ref() {
+            Some(db) => db.commit.durable_seq(),
+            None => self.inner.last_durable.load(Ordering::SeqCst),
         }
-        self.inner
-            .meta
-            .fetch_and_update(ACKED_SEQ, |old| {
-                let old = old.map(seq_of).unwrap_or(0);
-                Some(old.max(seq).to_be_bytes().to_vec())
-            })
-            .map_err(storage("write"))?;
-        let ticket = self.inner.commit.ticket();
-        self.wait_durable(ticket).await
-    }
-
-    /// Notes a replication round that reached the end of the log.
-    pub fn set_sync_ok(&self, at: DateTime<Utc>) -> Result<(), LogError> {
-        let meta = &self.inner.meta;
-        meta.insert(LAST_SYNC_AT, at.to_rfc3339().as_bytes()).map_err(storage("write"))?;
-        meta.remove(LAST_ERROR).map_err(storage("write"))?;
-        meta.remove(LAST_ERROR_AT).map_err(storage("write"))?;
-        Ok(())
-    }
-
-    /// Notes why the last replication attempt failed.
-    pub fn set_sync_error(&self, error: &str, at: DateTime<Utc>) -> Result<(), LogError> {
-        let meta = &self.inner.meta;
-        meta.insert(LAST_ERROR, error.as_bytes()).map_err(storage("write"))?;
-        meta.insert(LAST_ERROR_AT, at.to_rfc3339().as_bytes()).map_err(storage("write"))?;
-        Ok(())
-    }
-
-    pub fn status(&self) -> Result<LogStatus, LogError> {
-        let meta = &self.inner.meta;
-        let text = |key: &str| -> Result<Option<String>, LogError> {
-            Ok(meta.get(key).map_err(storage("read"))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
-        };
-        let time = |key: &str| -> Result<Option<DateTime<Utc>>, LogError> {
-            Ok(text(key)?.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc)))
-        };
-        let last_seq = self.last_seq();
-        let acked_seq = self.acked_seq()?;
-        Ok(LogStatus {
-            ward: self.inner.ward.ward.clone(),
-            last_seq,
-            acked_seq,
-            pending: last_seq.saturating_sub(acked_seq),
-            last_sync_at: time(LAST_SYNC_AT)?,
-            last_error: text(LAST_ERROR)?,
-            last_error_at: time(LAST_ERROR_AT)?,
-        })
     }
 
     /// Woken after every append (used by the replicator).
@@ -497,8 +462,12 @@ impl WardLog {
 
     /// The stored identity bytes of a case (see [`crate::identity`]).
     pub(crate) fn identity_bytes(&self, case_id: Uuid) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.inner.identity.get(case_id.as_bytes()).map_err(storage("read"))?.map(|v| v.to_vec()))
+        self.with_db(|db| Ok(db.identity.get(case_id.as_bytes()).map_err(storage("read"))?.map(|v| v.to_vec())))
     }
+}
+
+pub(crate) fn not_durable(f: FlushFailure) -> LogError {
+    if f.disk_full { LogError::NotDurableDiskFull(f.detail) } else { LogError::NotDurable(f.detail) }
 }
 
 fn decode(seq: u64, bytes: &[u8]) -> Result<Envelope, LogError> {

@@ -8,10 +8,20 @@
 //! - Pipelined: up to `max_in_flight` publishes are sent before the first
 //!   ack is awaited; acks are collected in publish order (`FuturesOrdered`),
 //!   so "acked" is always a contiguous prefix of the log.
-//! - Progress (`acked_seq`) is stored through [`WardLog::set_acked`] every
+//! - Progress (`acked_seq`, with the stream sequence its ack named) is
+//!   stored through [`WardLog::set_acked_at`] every
 //!   [`ACK_PERSIST_EVERY`] acks and at the end of each round, so a restart
 //!   resumes from it. Losing the last few acks to a crash only re-publishes
 //!   them, which JetStream de-duplication and the town's per-ward seq absorb.
+//! - Reconciliation: on every (re)connect of the NATS client, before sending
+//!   anything, the replicator asks the stream for the newest message it
+//!   holds for this ward and moves `acked_seq` back if the stream lost
+//!   events (`reconcile.rs`). Counted by the client's `connects` statistic,
+//!   so a reconnect that happens while the ward is idle is checked too.
+//! - A backlog (a round of [`CATCH_UP_MIN`] events or more) is a catch-up:
+//!   logged at INFO with `from_seq`/`to_seq` when it starts, with the
+//!   acknowledged seq, percentage and rate every [`PROGRESS_EVERY`], and
+//!   when it ends; the same figures are in the status (`catch_up`).
 //! - No network is normal, not an error: when NATS is unreachable or the
 //!   town has not created its stream yet, the round stops, the reason is
 //!   stored as `last_error` (and logged at WARN), and the next round starts
@@ -23,10 +33,21 @@
 //!   [`IDLE_POLL`].
 //! - It only ever reads durable events ([`WardLog::read_from`]), so nothing
 //!   leaves the ward that a crash could take back.
+//!
+//! # What an acknowledgement means
+//!
+//! "Recorded" is the ward's promise (the event is fsynced in its log, see
+//! [`crate::log`]). A JetStream ack is the town server's: the message is in
+//! the stream's files, in the page cache, fsynced within `sync_interval`
+//! (2 min by default). So `acked_seq` means "need not be sent again unless
+//! the stream loses it", never "may be forgotten": the log keeps every
+//! event, and reconciliation re-sends what a power cut at the town took
+//! back. RELIABILITY.md ("Durability") has the whole argument and figures.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -37,12 +58,17 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::{Notify, watch};
 use treem_proto::subject;
 
-use crate::log::{LogError, WardLog};
+use crate::log::{AckMark, CatchUp, LogError, WardLog};
+use crate::reconcile::reconcile;
 
 /// How often an idle replicator looks at the log without being woken.
 pub const IDLE_POLL: Duration = Duration::from_secs(3);
 /// Acks between two durable writes of `acked_seq` within a round.
 pub const ACK_PERSIST_EVERY: u64 = 256;
+/// A round of at least this many events is a catch-up (INFO logs, status).
+pub const CATCH_UP_MIN: u64 = 100;
+/// How often a catch-up logs its progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Events read from the log at a time.
 const READ_BATCH: usize = 256;
 /// How long a round waits for a connection under way before it calls NATS
@@ -71,6 +97,8 @@ pub enum SyncError {
     TimedOut { secs: u64 },
     #[error("publishing seq {seq} failed: {detail}")]
     Publish { seq: u64, detail: String },
+    #[error("cannot ask the town's stream {stream} what it holds for this ward: {detail}; will retry before sending")]
+    Reconcile { stream: String, detail: String },
     #[error("{0}")]
     Log(#[from] LogError),
 }
@@ -98,7 +126,8 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
             .reconnect_delay_callback(move |attempt| backoff.delay(attempt as u32))
-            .connect(config.nats_url.as_str());
+            // One URL or several (a cluster), comma-separated.
+            .connect(crate::config::nats_urls(&config.nats_url));
         match connect.await {
             Ok(client) => break client,
             Err(e) => {
@@ -123,24 +152,34 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
         .build(client.clone());
     let stream = subject::town_events_stream(&log.ward().province, &log.ward().town);
     let appended = log.appended();
+    // Connections made so far (initial connect included): a change means a
+    // (re)connect, after which the stream is reconciled before sending.
+    let stats = client.statistics();
+    let mut reconciled_at: Option<u64> = None;
     let mut failures: u32 = 0;
     // The last error warned about: an offline ward retries for weeks, so a
     // repeated error is logged at debug, a new one at warn.
     let mut last_warned: Option<String> = None;
+    // The first seq of the last catch-up announced at INFO: a round that
+    // starts from the same seq again (retries after a failure) is debug.
+    let mut announced: Option<u64> = None;
 
     loop {
         if *shutdown.borrow() {
             break;
         }
-        // While the same error repeats, the start of each retry is debug too.
-        let retrying = last_warned.is_some();
         let round = async {
-            let from = log.acked_seq()? + 1;
+            let must_reconcile = reconciled_at != Some(stats.connects.load(Ordering::SeqCst));
             let to = log.last_seq();
-            if from > to {
+            let nothing_to_send = log.acked_seq()? >= to;
+            if nothing_to_send && !must_reconcile {
                 return Ok(None);
             }
             if client.connection_state() != State::Connected {
+                if nothing_to_send {
+                    // Reconcile once connected (the idle wait wakes on it).
+                    return Ok(None);
+                }
                 // A connection may be under way (always so right after
                 // start): give it a moment before calling it unreachable.
                 tokio::select! {
@@ -151,10 +190,22 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
                     return Err(SyncError::Unreachable { url: config.nats_url.clone() });
                 }
             }
-            if retrying {
+            if must_reconcile {
+                // Read before asking: a reconnect during the request is
+                // checked again by the next round.
+                let connects = stats.connects.load(Ordering::SeqCst);
+                reconcile(&log, &js, &stream).await?;
+                reconciled_at = Some(connects);
+            }
+            let from = log.acked_seq()? + 1;
+            if from > to {
+                return Ok(None);
+            }
+            if to - from + 1 >= CATCH_UP_MIN && announced != Some(from) {
+                announced = Some(from);
+                tracing::info!(%ward, from_seq = from, to_seq = to, events = to - from + 1, "catching up with the town");
+            } else if to - from + 1 >= CATCH_UP_MIN {
                 tracing::debug!(%ward, from_seq = from, to_seq = to, "catching up with the town (retry)");
-            } else if to - from >= 100 {
-                tracing::info!(%ward, from_seq = from, to_seq = to, "catching up with the town");
             } else {
                 tracing::debug!(%ward, from_seq = from, to_seq = to, "sending to the town");
             }
@@ -168,9 +219,12 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
             Ok(None) => {
                 failures = 0;
                 last_warned = None;
-                // Caught up: sleep until an append, a poll tick or shutdown.
+                announced = None;
+                // Caught up: sleep until an append, a (re)connect (to
+                // reconcile), a poll tick or shutdown.
                 tokio::select! {
                     _ = appended.notified() => {}
+                    _ = connected.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = shutdown.changed() => break,
                 }
@@ -178,6 +232,7 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
             Ok(Some(acked)) => {
                 failures = 0;
                 last_warned = None;
+                announced = None;
                 tracing::debug!(%ward, acked_seq = acked, "town acknowledged");
                 if let Err(e) = log.set_sync_ok(chrono::Utc::now()) {
                     tracing::warn!(%ward, error = %e, "cannot note the sync time");
@@ -220,7 +275,14 @@ async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> 
 /// stores the contiguous acked prefix first.
 async fn publish_range(log: &WardLog, js: &Context, stream: &str, max_in_flight: usize, from: u64, to: u64) -> Result<u64, SyncError> {
     let mut acked = from - 1;
+    // The ack mark of the prefix `1..=acked`: the highest stream sequence
+    // its acks named, and which event that was (see `sync_state.rs`).
+    let mut mark = match log.ack_marks()?.last() {
+        Some(m) if m.seq == acked => *m,
+        _ => AckMark { seq: acked, stream_seq: 0, event_seq: 0 },
+    };
     let mut persisted = acked;
+    let mut progress = Progress::start(log, from, to);
     let mut next = from;
     let mut buffer = VecDeque::new();
     let mut in_flight = FuturesOrdered::new();
@@ -246,9 +308,17 @@ async fn publish_range(log: &WardLog, js: &Context, stream: &str, max_in_flight:
                 Ok(ack) => {
                     tracing::trace!(seq, stream_seq = ack.sequence, duplicate = ack.duplicate, "acked");
                     acked = seq;
+                    // For a duplicate, JetStream gives the original's position.
+                    if ack.sequence >= mark.stream_seq {
+                        (mark.stream_seq, mark.event_seq) = (ack.sequence, seq);
+                    }
+                    mark.seq = seq;
                     if acked - persisted >= ACK_PERSIST_EVERY {
-                        log.set_acked(acked).await?;
+                        log.set_acked_at(mark).await?;
                         persisted = acked;
+                        if let Some(p) = progress.as_mut() {
+                            p.update(log, acked);
+                        }
                     }
                 }
                 Err(e) => return Err(classify(e.kind(), seq, stream, &e)),
@@ -258,9 +328,51 @@ async fn publish_range(log: &WardLog, js: &Context, stream: &str, max_in_flight:
     .await;
 
     if acked > persisted {
-        log.set_acked(acked).await?;
+        log.set_acked_at(mark).await?;
+    }
+    if let Some(p) = progress.as_mut() {
+        p.update(log, acked);
     }
     result.map(|()| acked)
+}
+
+/// The progress of a catch-up: logged every [`PROGRESS_EVERY`] and kept in
+/// the status ([`CatchUp`]).
+struct Progress {
+    state: CatchUp,
+    started: Instant,
+    logged: Instant,
+}
+
+impl Progress {
+    /// `Some` when `from..=to` is a catch-up ([`CATCH_UP_MIN`] events or more).
+    fn start(log: &WardLog, from: u64, to: u64) -> Option<Progress> {
+        if to - from + 1 < CATCH_UP_MIN {
+            return None;
+        }
+        let state =
+            CatchUp { from_seq: from, to_seq: to, acked_seq: from - 1, started_at: chrono::Utc::now(), finished_at: None, per_sec: 0.0 };
+        log.set_catch_up(state.clone());
+        let now = Instant::now();
+        Some(Progress { state, started: now, logged: now })
+    }
+
+    fn update(&mut self, log: &WardLog, acked: u64) {
+        let ward = &log.ward().ward;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.state.acked_seq = acked;
+        self.state.per_sec = if elapsed > 0.0 { (acked + 1 - self.state.from_seq) as f64 / elapsed } else { 0.0 };
+        let per_sec = self.state.per_sec.round() as u64;
+        if acked >= self.state.to_seq {
+            self.state.finished_at = Some(chrono::Utc::now());
+            tracing::info!(%ward, from_seq = self.state.from_seq, to_seq = self.state.to_seq, secs = format!("{elapsed:.1}"), per_sec, "caught up with the town");
+        } else if self.logged.elapsed() >= PROGRESS_EVERY {
+            self.logged = Instant::now();
+            let percent = format!("{:.0}", self.state.percent());
+            tracing::info!(%ward, acked_seq = acked, to_seq = self.state.to_seq, percent, per_sec, "catching up with the town");
+        }
+        log.set_catch_up(self.state.clone());
+    }
 }
 
 fn classify(kind: PublishErrorKind, seq: u64, stream: &str, e: &dyn std::fmt::Display) -> SyncError {

@@ -22,11 +22,22 @@ mod system;
 
 /// Bad input at the ward's HTTP, CLI and CSV, and at the town and province APIs.
 mod bad_input;
+/// The town and province on a 3-node JetStream cluster (R3): a follower, then the stream leader, killed while wards replicate.
+mod cluster;
 /// kill -9 of a ward binary mid-recording and mid-replication, and of the town mid-stream.
 mod crash;
 /// Duplicates, reordering, a town restart, a poison message, rebuild = live.
 mod delivery;
+/// The stream loses acknowledged events (restored store), a full disk at the ward, an offline ward beyond the dedup window.
+mod durability;
+/// A short seeded fault-injection run of the whole system: every invariant holds after it.
+mod faults;
 /// Recorded at a ward → town API → province, values computed by hand.
 mod flow;
+/// HTTP: who may read what — tokens, roles, revocation, the audit log, refusals that leak nothing.
+mod http_auth;
 /// A ward records while NATS is down; everything arrives once.
 mod offline;
+/// Poison on the ward stream: parked with the reason, dead-lettered, never
+/// blocking; `treem-town parked` lists, shows and replays once fixed.
+mod poison;

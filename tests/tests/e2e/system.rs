@@ -2,6 +2,11 @@
 //! the province and any wards, each with its own temporary sled directory
 //! and HTTP on 127.0.0.1:0. Scenarios start what they need and talk to it
 //! over HTTP and NATS, as users would.
+//!
+//! The town and province APIs need a token: [`System::new`] gives the
+//! process's admin token ([`treem_tests::auth`]) to the town and province
+//! data dirs, and `http` (so [`System::get`] and [`System::post`]) sends it
+//! with every request.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +28,10 @@ pub struct System {
 impl System {
     pub async fn new() -> System {
         treem_tests::init_tracing();
-        System { dir: tempfile::tempdir().expect("temp dir"), nats: NatsServer::start().await, http: reqwest::Client::new() }
+        let dir = tempfile::tempdir().expect("temp dir");
+        treem_tests::auth::provision(&dir.path().join("town"));
+        treem_tests::auth::provision(&dir.path().join("province"));
+        System { dir, nats: NatsServer::start().await, http: treem_tests::auth::client() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -12,6 +12,11 @@
 //! | `GET /api/v1/parked` | the dead letters, oldest first |
 //!
 //! Errors are `{"error": "..."}` with the status chosen in [`error`].
+//!
+//! Who may read what (SECURITY.md; the guard is `treem_auth::guard`):
+//! `/health` and `/metrics` are open (no case data); indicators and sync
+//! need a `viewer` token; case counts need `officer` and every request is
+//! audited; parked messages need `admin` and are audited too.
 
 pub mod cases;
 pub mod error;
@@ -24,7 +29,9 @@ pub mod sync;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use treem_auth::{Auth, Role};
 use treem_proto::catalogue::Catalogue;
 use treem_proto::hierarchy::Hierarchy;
 
@@ -50,14 +57,23 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
+    let viewer = Router::new()
+        .route("/api/v1/indicators", get(indicators::get))
+        .route("/api/v1/sync", get(sync::get))
+        .route_layer(from_fn_with_state(auth.require(Role::Viewer), treem_auth::guard));
+    let officer = Router::new()
+        .route("/api/v1/cases", get(cases::get))
+        .route_layer(from_fn_with_state(auth.require(Role::Officer).audited(), treem_auth::guard));
+    let admin = Router::new()
+        .route("/api/v1/parked", get(parked::get))
+        .route_layer(from_fn_with_state(auth.require(Role::Admin).audited(), treem_auth::guard));
     Router::new()
         .route("/health", get(health::get))
         .route("/metrics", get(health::metrics))
-        .route("/api/v1/indicators", get(indicators::get))
-        .route("/api/v1/cases", get(cases::get))
-        .route("/api/v1/sync", get(sync::get))
-        .route("/api/v1/parked", get(parked::get))
+        .merge(viewer)
+        .merge(officer)
+        .merge(admin)
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!(
                 "no endpoint {uri}; try /health, /metrics, /api/v1/indicators?year=2025, /api/v1/cases?year=2025, /api/v1/sync, /api/v1/parked"

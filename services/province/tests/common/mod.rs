@@ -2,6 +2,10 @@
 //! port the OS picks and its own store directory (killed on drop), a province
 //! node configured on the test hierarchy (690 and a made-up 691) and the
 //! shipped catalogue, and helpers to publish as a town would and to poll the API.
+//!
+//! The API needs a token (auth is on, as in production): every data dir a
+//! test configures gets the one admin [`token`] of the test process, and
+//! [`get`] sends it.
 
 #![allow(dead_code)]
 
@@ -9,12 +13,13 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use chrono::Utc;
 use serde_json::Value;
+use treem_auth::{Role, Token, TokenStore};
 use treem_proto::judge::Fraction;
 use treem_proto::projection::TownSnapshot;
 use treem_proto::subject;
@@ -111,13 +116,30 @@ pub fn testdata(file: &str) -> PathBuf {
 /// A province "70" configuration on the test hierarchy (the shipped one plus
 /// town 691 with two wards) and the shipped catalogue.
 pub fn province_config(data_dir: &Path, nats_url: &str) -> Config {
+    provision(data_dir);
     Config {
         province: "70".into(),
         data_dir: data_dir.to_path_buf(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         nats_url: nats_url.into(),
+        stream_replicas: 1,
         hierarchy_file: Some(testdata("hierarchy.json")),
         catalogue_file: None,
+        auth: true,
+    }
+}
+
+/// The admin token of this test process.
+pub fn token() -> &'static Token {
+    static TOKEN: OnceLock<Token> = OnceLock::new();
+    TOKEN.get_or_init(|| Token::generate().expect("a random token"))
+}
+
+/// Gives [`token`] to the province whose data dir is `data_dir` (once).
+pub fn provision(data_dir: &Path) {
+    let store = TokenStore::open(&treem_auth::auth_dir(data_dir)).expect("open the token store");
+    if !store.list().expect("list tokens").iter().any(|t| t.id == token().id()) {
+        store.add(token(), "province tests", Role::Admin).expect("add the test token");
     }
 }
 
@@ -175,7 +197,7 @@ pub async fn publish_raw(js: &jetstream::Context, subject: &str, payload: Vec<u8
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let resp = reqwest::get(format!("http://{addr}{path}")).await.expect("HTTP request");
+    let resp = reqwest::Client::new().get(format!("http://{addr}{path}")).bearer_auth(token().expose()).send().await.expect("HTTP request");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("HTTP body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));

@@ -1,30 +1,48 @@
 //! The town office's HTTP JSON API (reference: `services/town/API.md`).
 //! Only this module knows HTTP; status mapping lives in [`error`].
+//!
+//! Who may read what (SECURITY.md; the guard is `treem_auth::guard`):
+//!
+//! | routes | role | audited |
+//! | --- | --- | --- |
+//! | `/health`, `/metrics` (no case data) | none | no |
+//! | `/api/v1/indicators`, `/api/v1/sync` | viewer | no |
+//! | `/api/v1/cases` (case summaries) | officer | every request |
+//! | `/api/v1/parked…` (raw events) and replay | admin | every request |
 
 mod cases;
 mod error;
 mod health;
 mod indicators;
+pub mod parked;
 mod sync;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use treem_auth::{Auth, Role};
 
 use crate::Shared;
 
 pub use error::ApiError;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics))
+pub fn router(shared: Arc<Shared>, auth: Arc<Auth>) -> Router {
+    let open = Router::new().route("/health", get(health::health)).route("/metrics", get(health::metrics));
+    let viewer = Router::new()
         .route("/api/v1/indicators", get(indicators::list))
-        .route("/api/v1/cases", get(cases::summary))
         .route("/api/v1/sync", get(sync::status))
-        .route("/api/v1/parked", get(sync::parked))
-        .with_state(shared)
+        .route_layer(from_fn_with_state(auth.require(Role::Viewer), treem_auth::guard));
+    let officer = Router::new()
+        .route("/api/v1/cases", get(cases::summary))
+        .route_layer(from_fn_with_state(auth.require(Role::Officer).audited(), treem_auth::guard));
+    let admin = Router::new()
+        .route("/api/v1/parked", get(parked::list))
+        .route("/api/v1/parked/{n}", get(parked::show))
+        .route("/api/v1/parked/{n}/replay", post(parked::replay))
+        .route_layer(from_fn_with_state(auth.require(Role::Admin).audited(), treem_auth::guard));
+    open.merge(viewer).merge(officer).merge(admin).with_state(shared)
 }
 
 /// A year from a query, checked against the plan period.

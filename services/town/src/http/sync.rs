@@ -1,5 +1,5 @@
-//! `GET /api/v1/sync`: per ward, last seq applied, lag, gaps, parked; and
-//! `GET /api/v1/parked`: the refused messages with their reasons.
+//! `GET /api/v1/sync`: per ward, last seq applied, lag, gaps, parked (the
+//! parked messages themselves are in [`super::parked`]).
 
 use std::sync::Arc;
 
@@ -8,7 +8,6 @@ use axum::extract::State;
 use serde::Serialize;
 
 use crate::Shared;
-use crate::fold::Parked;
 use crate::projection::sync::{self, WardSync};
 
 #[derive(Debug, Serialize)]
@@ -38,8 +37,4 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Response> {
         parked: shared.store.parked().len(),
         wards,
     })
-}
-
-pub async fn parked(State(shared): State<Arc<Shared>>) -> Json<Vec<Parked>> {
-    Json(shared.store.parked())
 }

@@ -23,7 +23,10 @@ impl Backend {
     pub(crate) fn open(config: &Config) -> anyhow::Result<Backend> {
         config.validate()?;
         match WardLog::open(&config.data_dir, config.ward_path(), Catalogue::shipped()) {
-            Ok(log) => Ok(Backend::Local(log)),
+            Ok(log) => {
+                log.set_min_free_bytes(config.min_free_bytes);
+                Ok(Backend::Local(log))
+            }
             Err(LogError::Locked { dir }) => {
                 let path = config.data_dir.join(HTTP_ADDR_FILE);
                 let addr = std::fs::read_to_string(&path).with_context(|| {

@@ -424,6 +424,25 @@ fn print_status(s: &LogStatus, config: &Config, local: bool) {
         (Some(e), None) => println!("last error:        {e}"),
         _ => println!("last error:        none since the last sync"),
     }
+    if let Some(c) = &s.catch_up {
+        match c.finished_at {
+            None => {
+                println!("catching up:       seq {}…{}, {:.0}% acknowledged, {:.0} events/s", c.from_seq, c.to_seq, c.percent(), c.per_sec)
+            }
+            Some(t) => {
+                println!("last catch-up:     seq {}…{} done at {} ({:.0} events/s)", c.from_seq, c.to_seq, t.to_rfc3339(), c.per_sec)
+            }
+        }
+    }
+    if let Some(r) = &s.last_rewind {
+        println!(
+            "last re-send:      from seq {} (was acknowledged up to {}) at {}: {}",
+            r.to_seq + 1,
+            r.from_acked_seq,
+            r.at.to_rfc3339(),
+            r.reason
+        );
+    }
     if local {
         println!("(the node is not running: `treem-ward serve` sends pending events to the town)");
     }

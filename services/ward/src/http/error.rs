@@ -4,6 +4,9 @@
 //! - 400: the body is not JSON, or a query parameter is not a number;
 //! - 422: well-formed JSON that is refused (unknown kind, missing field,
 //!   validation, unknown event or case): nothing was recorded;
+//! - 507 Insufficient Storage: the disk under the ward log is full; nothing
+//!   was recorded (the message starts with "disk full" and says to free
+//!   space; the log recovers by itself once there is room);
 //! - 500: storage failed; the message says whether the event may exist.
 
 use axum::Json;
@@ -21,6 +24,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
+    InsufficientStorage(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -29,6 +34,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -47,6 +53,7 @@ impl From<LogError> for ApiError {
             | LogError::UnknownCase { .. }
             | LogError::CaseNeedsIdentity
             | LogError::AckBeyondEnd { .. } => ApiError::Unprocessable(e.to_string()),
+            LogError::DiskFull { .. } | LogError::NotDurableDiskFull(_) => ApiError::InsufficientStorage(e.to_string()),
             LogError::Locked { .. }
             | LogError::WrongWard { .. }
             | LogError::Storage { .. }

@@ -284,3 +284,29 @@ async fn a_directory_belongs_to_one_ward_and_one_process() {
     let err = WardLog::open(dir.path(), other, Catalogue::shipped()).unwrap_err();
     assert!(err.to_string().contains("holds the log of ward 70.690.25320"), "{err}");
 }
+
+#[tokio::test]
+async fn acked_seq_moves_back_only_by_a_recorded_rewind() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for n in 0..10 {
+        log.append("officer-1", observation(n)).await.unwrap();
+    }
+    log.set_acked(10).await.unwrap();
+    log.set_acked(6).await.unwrap();
+    assert_eq!(log.acked_seq().unwrap(), 10, "set_acked never moves back");
+    assert_eq!(log.rewind_acked(10, "nothing lost").await.unwrap(), None, "no rewind to the same seq");
+    assert_eq!(log.rewind_acked(4, "the stream holds up to 4").await.unwrap(), Some(10));
+    assert_eq!(log.rewind_acked(7, "forward is not a rewind").await.unwrap(), None);
+    let status = log.status().unwrap();
+    assert_eq!((status.acked_seq, status.pending), (4, 6));
+    let rewind = status.last_rewind.expect("the rewind is recorded");
+    assert_eq!((rewind.from_acked_seq, rewind.to_seq, rewind.reason.as_str()), (10, 4, "the stream holds up to 4"));
+    // Durable: a reopened log has it too, and every event is still there.
+    drop(log);
+    let log = open(dir.path());
+    let status = log.status().unwrap();
+    assert_eq!((status.acked_seq, status.last_seq), (4, 10));
+    assert_eq!(status.last_rewind.map(|r| r.to_seq), Some(4));
+    assert_eq!(log.read_from(0, 100).unwrap().len(), 10);
+}
