@@ -60,9 +60,10 @@ async fn events_recorded_offline_reach_the_town_in_order_once() {
     let js = async_nats::jetstream::new(client.clone());
     let mut stream = create_town_stream(&js).await;
 
-    wait_until("the town to acknowledge all 500 events", Duration::from_secs(60), || {
+    // The sync time is noted right after the acknowledged position is stored.
+    wait_until("the town to acknowledge all 500 events and the sync to be noted", Duration::from_secs(60), || {
         let log = log.clone();
-        async move { log.acked_seq().unwrap() == 500 }
+        async move { log.acked_seq().unwrap() == 500 && log.status().unwrap().last_sync_at.is_some() }
     })
     .await;
     let status = node.log.status().unwrap();
