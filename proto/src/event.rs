@@ -3,10 +3,14 @@
 //! The JSON form is the contract (documented in `proto/schema/`):
 //!
 //! ```json
-//! {"id":"0190…","schema":1,"province":"70","town":"690","ward":"25320",
-//!  "seq":1,"recorded_at":"2024-03-01T02:00:00Z","author":"officer-1",
-//!  "kind":"indicator.observed","body":{…}}
+//! {"id":"0190…","schema":3,"province":"70","town":"690","ward":"25320",
+//!  "seq":2,"recorded_at":"2024-03-01T02:00:00Z","author":"officer-1",
+//!  "kind":"indicator.observed","body":{…},
+//!  "prev":"<hex SHA-256 of seq 1>","sig":{"key_id":"…","signature":"…"}}
 //! ```
+//!
+//! `prev` and `sig` are the event's provenance: the ward chains each event
+//! to the one before and signs it (see [`crate::provenance`]).
 //!
 //! Kind names are stable strings; a new meaning gets a new kind or a new
 //! schema version with an upcaster, never a silent change. Events are
@@ -23,9 +27,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::catalogue::{self, Catalogue};
+use crate::provenance::Sig;
 
 /// The schema version this code writes. Older versions are upcast on read.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3 added the provenance fields `prev` and `sig`.
+pub const SCHEMA_VERSION: u32 = 3;
 /// First and last year the plan covers (2021–2025, vision to 2030).
 pub const FIRST_YEAR: u16 = 2021;
 pub const LAST_YEAR: u16 = 2030;
@@ -45,6 +51,15 @@ pub struct Envelope {
     pub author: String,
     #[serde(flatten)]
     pub event: Event,
+    /// Hex SHA-256 of the signing bytes of this ward's event `seq − 1`
+    /// ([`crate::provenance`]); absent for seq 1 and on events written
+    /// before the ward had a signing key (schema 1 and 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    /// The ward's ed25519 signature of the event; absent on events written
+    /// before the ward had a signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<Sig>,
 }
 
 /// Every kind of event, tagged by its stable kind name.

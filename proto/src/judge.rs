@@ -38,8 +38,18 @@ impl Fraction {
     // Named `add` before clippy's should_implement_trait; callers use the
     // method, so it stays (an `Add` impl would be an addition, not a fix).
     #[allow(clippy::should_implement_trait)]
+    //
+    // Saturating: the ward's validation puts no ceiling on a figure, and the
+    // town fold fuzz (services/town/tests/fuzz_fold.rs) found that two wards
+    // reporting numbers near u64::MAX overflowed here — a panic in the
+    // town's projection in debug builds, a silently wrapped figure in
+    // release. A saturated sum is still absurd, but visibly so, and nothing
+    // crashes.
     pub fn add(self, other: Fraction) -> Fraction {
-        Fraction { numerator: self.numerator + other.numerator, denominator: self.denominator + other.denominator }
+        Fraction {
+            numerator: self.numerator.saturating_add(other.numerator),
+            denominator: self.denominator.saturating_add(other.denominator),
+        }
     }
 }
 

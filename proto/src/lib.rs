@@ -13,7 +13,9 @@
 //! - the administrative hierarchy, shipped as data (`data/hierarchy.json`,
 //!   [`hierarchy`]);
 //! - the projection messages the town forwards to the province
-//!   ([`projection`]).
+//!   ([`projection`]);
+//! - provenance: the canonical signing bytes of an event, its hash chain
+//!   and the verification of a ward's ed25519 signatures ([`provenance`]).
 //!
 //! Invariants: this crate does no IO, starts no runtime and depends on no
 //! NATS, sled or HTTP crate. Services depend on it, never on each other.
@@ -23,6 +25,7 @@ pub mod event;
 pub mod hierarchy;
 pub mod judge;
 pub mod projection;
+pub mod provenance;
 pub mod subject;
 pub mod upcast;
 

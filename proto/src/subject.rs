@@ -13,7 +13,13 @@
 //!   cannot publish one);
 //! - a town's dead letters (messages it parked, with the reason in headers):
 //!   `treem.v1.deadletter.<province>.<town>` in stream
-//!   `TREEM_DEADLETTER_<province>_<town>`.
+//!   `TREEM_DEADLETTER_<province>_<town>`;
+//! - consumers: the town's `town-<town>`, the province's
+//!   `province-<province>`, and one probe per ward, `ward-<ward>-probe`,
+//!   on its town's event stream (see [`ward_probe_consumer`]).
+//!
+//! The NATS permissions of every ward, town and province identity are
+//! generated from these builders (`services/auth/src/nats/plan.rs`).
 
 use crate::event::{Envelope, Event};
 
@@ -66,6 +72,21 @@ pub fn province_projections_stream(province: &str) -> String {
 
 pub fn province_consumer(province: &str) -> String {
     format!("province-{province}")
+}
+
+/// Every projection one town publishes (what its NATS identity may send).
+pub fn town_projections_filter(province: &str, town: &str) -> String {
+    format!("{PREFIX}.projections.{province}.{town}.>")
+}
+
+/// A ward's probe consumer on its town's event stream: a durable pull
+/// consumer the TOWN creates, filtered on that ward's own subjects, which
+/// the ward moves (consumer reset) and reads one message from to check what
+/// the stream still holds of it (ward reconcile). The ward never creates
+/// consumers itself, so its NATS identity needs no consumer-create right,
+/// whose request body (deliver subject, filters) permissions cannot check.
+pub fn ward_probe_consumer(ward: &str) -> String {
+    format!("ward-{ward}-probe")
 }
 
 /// The token in the ward position of a town's own command subjects.

@@ -8,6 +8,11 @@
 //!   whole years as `age_years`.
 //! - **v2**: `year` is a number everywhere; a case carries only the coarse
 //!   `age_band`, so an exact age never travels.
+//! - **v3**: the envelope may carry the ward's provenance, `prev` and `sig`
+//!   ([`crate::provenance`]). A v2 event has neither: upcast, it reads as
+//!   an unsigned v3 event. Its signing bytes and hash are still those of
+//!   the v2 JSON as written (provenance works on the received bytes, never
+//!   on an upcast copy).
 
 use serde_json::{Value, json};
 
@@ -24,6 +29,10 @@ pub fn upcast(mut value: Value) -> Result<Value, DecodeError> {
     }
     if version < 2 {
         value = v1_to_v2(value)?;
+    }
+    if version < 3 {
+        // Nothing to rewrite: v3 only added optional envelope fields.
+        value["schema"] = json!(3);
     }
     Ok(value)
 }

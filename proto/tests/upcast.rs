@@ -111,11 +111,11 @@ fn v1_period_that_is_not_a_year_is_refused() {
 #[test]
 fn a_schema_from_the_future_is_refused() {
     let mut v: Value = serde_json::from_slice(&read("tests/fixtures/v1/indicator_observed.json")).unwrap();
-    v["schema"] = json!(3);
+    v["schema"] = json!(SCHEMA_VERSION + 1);
     let err = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-    assert!(matches!(err, DecodeError::FutureSchema { found: 3 }), "{err:?}");
+    assert!(matches!(err, DecodeError::FutureSchema { found: 4 }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("schema version 3 is newer") && text.contains("up to 2") && text.contains("upgrade treem"), "{text}");
+    assert!(text.contains("schema version 4 is newer") && text.contains("up to 3") && text.contains("upgrade treem"), "{text}");
 }
 
 #[test]
@@ -131,4 +131,35 @@ fn an_event_without_a_schema_is_refused() {
     v["schema"] = json!(0);
     let err = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
     assert!(matches!(err, DecodeError::Shape { version: 0, .. }), "{err:?}");
+}
+
+/// Schema 2 (before provenance), kept in `tests/fixtures/v2/` exactly as a
+/// v2 ward wrote them: they read as unsigned events of today's schema, and
+/// their hash — which the ward's first signed event names as `prev` — is
+/// that of the v2 JSON as written, not of the upcast copy.
+#[test]
+fn v2_events_read_as_unsigned_and_hash_as_written() {
+    use treem_proto::provenance::Seal;
+    let names = [
+        "population_reported",
+        "indicator_observed",
+        "ward_recognised",
+        "case_opened",
+        "case_support_recorded",
+        "case_closed",
+        "event_corrected",
+        "event_retracted",
+    ];
+    for name in names {
+        let bytes = read(&format!("tests/fixtures/v2/{name}.json"));
+        let raw: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(raw["schema"], 2, "{name} is a schema-2 fixture");
+        let env = Envelope::decode(&bytes).unwrap_or_else(|e| panic!("v2 fixture {name} no longer decodes: {e}"));
+        env.event.validate(&Catalogue::shipped()).unwrap_or_else(|e| panic!("v2 fixture {name} is no longer valid: {e}"));
+        assert_eq!(env.schema, SCHEMA_VERSION);
+        assert_eq!((env.prev.as_deref(), env.sig.as_ref()), (None, None), "{name}: a v2 event carries no provenance");
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        assert_eq!(Seal::of_bytes(&bytes).unwrap(), Seal::of_value(&raw));
+        assert_ne!(Seal::of_bytes(&bytes).unwrap().hash, Seal::of_envelope(&env).hash, "{name}: the upcast copy is not what was written");
+    }
 }

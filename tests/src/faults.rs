@@ -101,6 +101,9 @@ pub struct Report {
     pub seed: u64,
     pub wards: usize,
     pub fault_window_secs: f64,
+    pub fault_every_secs: f64,
+    /// Events per second each writer aimed at.
+    pub rate: f64,
     pub wall_secs: f64,
     pub faults_planned: usize,
     /// Faults injected, by kind (a fault whose target could not be brought
@@ -143,10 +146,7 @@ impl Report {
         );
         let kinds: Vec<String> = self.faults_injected.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
         s += &format!("  faults injected: {} ({})\n", self.faults_total, kinds.join(", "));
-        s += &format!(
-            "  redelivered copies: {} ward events, {} snapshots\n",
-            self.redelivered_events, self.redelivered_snapshots
-        );
+        s += &format!("  redelivered copies: {} ward events, {} snapshots\n", self.redelivered_events, self.redelivered_snapshots);
         s += &format!(
             "  events acknowledged: {} of {} requests ({} unanswered); in the ward logs: {}; stream messages: {}\n",
             self.events_acknowledged, self.requests, self.requests_unanswered, self.events_in_logs, self.stream_messages
@@ -161,7 +161,10 @@ impl Report {
             s += &format!("  VIOLATION: {v}\n");
         }
         if !self.passed() {
-            s += &format!("  reproduce the schedule: treem-soak --seed {} --runs 1 --wards {} ...\n", self.seed, self.wards);
+            s += &format!(
+                "  replay this schedule: treem-soak --seed {} --runs 1 --wards {} --duration {}s --fault-every {}s --rate {}\n",
+                self.seed, self.wards, self.fault_window_secs, self.fault_every_secs, self.rate
+            );
         }
         if let Some(dir) = &self.work_dir {
             s += &format!("  run directory (logs, data): {dir}\n");
@@ -187,6 +190,8 @@ pub async fn run(params: &Params) -> Report {
         seed: params.seed,
         wards: params.wards,
         fault_window_secs: params.duration.as_secs_f64(),
+        fault_every_secs: params.fault_every.as_secs_f64(),
+        rate: params.rate,
         faults_injected: schedule::kinds().map(|k| (k.to_string(), 0)).collect(),
         ..Report::default()
     };
@@ -305,6 +310,10 @@ async fn play(params: &Params, rig: &Arc<Rig>, report: &mut Report) {
                 params.converge_deadline,
                 rig.stream_diagnosis().await
             ));
+            // Where are the events the town waits for: lost by the stream, or skipped?
+            for (ward, seq) in check::lagging_wards(rig).await.into_iter().take(3) {
+                report.violations.push(format!("the town waits for {}", rig.locate(&ward, seq).await));
+            }
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -401,7 +410,10 @@ async fn rebuild(rig: &Rig) -> Result<(), String> {
     cmd.env("TREEM_TOWN_NATS_URL", &rig.nats_url).arg("rebuild").arg("--into").arg(&into);
     match tokio::time::timeout(Duration::from_secs(300), cmd.status()).await {
         Ok(Ok(s)) if s.success() => Ok(()),
-        Ok(Ok(s)) => Err(format!("treem-town rebuild exited with {s}: the rebuilt projection differs from the live one; see {}", town.log_path().display())),
+        Ok(Ok(s)) => Err(format!(
+            "treem-town rebuild exited with {s}: the rebuilt projection differs from the live one; see {}",
+            town.log_path().display()
+        )),
         Ok(Err(e)) => Err(format!("cannot run treem-town rebuild: {e}")),
         Err(_) => Err("treem-town rebuild did not finish within 300 s".into()),
     }

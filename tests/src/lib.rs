@@ -16,8 +16,17 @@
 //! - [`init_tracing`]: logs of the code under test, captured per test and
 //!   filtered by `RUST_LOG`.
 //! - [`repo_root`]: where `deploy/`, `scripts/` and `.tools/` are.
+//! - [`bench`]: the benchmark suite (`treem-bench`, `scripts/bench.sh`)
+//!   and its smoke test's entry point.
+//! - [`browser`]: headless Chromium under chromedriver (WebDriver) for the
+//!   browser tests, with screenshots under `target/screenshots`.
 //! - [`auth`]: the admin API token of the test process, given to the town
 //!   and province data dirs a scenario uses, and a client that sends it.
+//! - [`provenance`]: ward signing keys made and registered at the town as
+//!   an operator does, and a signer for envelopes published by hand.
+//! - [`SecureNats`]: a server with the secure configuration of
+//!   `deploy/nats/secure/` — TLS with a CA made for the test, and the
+//!   identities and permissions `treem-nats-auth` generates (module [`secure`]).
 //!
 //! It does not mock NATS, sled or HTTP, and it does not start treem's
 //! services: scenarios call each service's library `start(config)` in
@@ -27,10 +36,14 @@
 //! installs the pinned one; without it they fail loudly, never skip.
 
 pub mod auth;
+pub mod bench;
+pub mod browser;
 pub mod cluster;
 pub mod faults;
 pub mod nats;
+pub mod provenance;
 pub mod proxy;
+pub mod secure;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -39,6 +52,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::NatsCluster;
 pub use nats::NatsServer;
+pub use secure::SecureNats;
 
 /// How often [`wait_for`] re-checks its condition.
 const WAIT_POLL: Duration = Duration::from_millis(50);

@@ -144,14 +144,8 @@ impl Proxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (state, _) = watch::channel(LinkState::default());
-        let shared = Arc::new(Shared {
-            name: name.to_string(),
-            upstream,
-            state,
-            counters: Counters::default(),
-            seed,
-            next_conn: AtomicU64::new(0),
-        });
+        let shared =
+            Arc::new(Shared { name: name.to_string(), upstream, state, counters: Counters::default(), seed, next_conn: AtomicU64::new(0) });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         tracing::debug!(link = name, %addr, %upstream, "proxy started");
         Ok(Proxy { addr, shared, accept })

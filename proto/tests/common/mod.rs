@@ -75,6 +75,8 @@ pub fn envelope(seq: u64, event: Event) -> Envelope {
         recorded_at: Utc::now(),
         author: "officer-hung-chien".into(),
         event,
+        prev: None,
+        sig: None,
     }
 }
 

@@ -31,6 +31,13 @@
 //! | 403 | the token's role is below the route's | `this endpoint needs the <role> role; …` |
 //! | 503 | the token store cannot be read, or (audited route) the audit line cannot be written | says which, without paths |
 //!
+//! Web pages use the same tokens through a cookie ([`crate::session`]): a
+//! guard made [`Guard::browser`] also takes the token from the session
+//! cookie, and sends a request without a valid one to the sign-in page
+//! (303 to `/login?next=…`) instead of answering 401; 403 is a short page.
+//! The JSON API routes never read the cookie, so a browser can never be
+//! made to call them with its session (no CSRF on the API).
+//!
 //! With `auth = false` in a service's configuration the guard lets every
 //! request through as an anonymous admin (audited routes are still
 //! audited, with no token id); the services allow that only on a loopback
@@ -103,9 +110,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// Tokens and audit log of one service.
 pub struct Auth {
-    enabled: bool,
-    store: TokenStore,
-    audit: AuditLog,
+    pub(crate) enabled: bool,
+    pub(crate) store: TokenStore,
+    pub(crate) audit: AuditLog,
 }
 
 impl Auth {
@@ -140,25 +147,35 @@ impl Auth {
 
     /// A guard for routes that need `need`.
     pub fn require(self: &Arc<Self>, need: Role) -> Guard {
-        Guard { auth: self.clone(), need, audited: false }
+        Guard { auth: self.clone(), need, audited: false, browser: false }
     }
 
-    fn authenticate(&self, headers: &HeaderMap, need: Role) -> Result<Caller, Denied> {
+    /// `cookie`: a web page's guard, which may take the token from the
+    /// session cookie when there is no `Authorization` header.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap, need: Role, cookie: bool) -> Result<Caller, Denied> {
         if !self.enabled {
             return Ok(Caller { token_id: None, name: "anonymous (auth disabled)".into(), role: Role::Admin });
         }
-        let mut values = headers.get_all(header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            let reason = if headers.contains_key(header::AUTHORIZATION) { "several Authorization headers" } else { "missing" };
-            return Err(Denied::Unauthenticated { reason, token_id: None, name: None });
-        };
         let malformed = Denied::Unauthenticated { reason: "malformed", token_id: None, name: None };
-        let text = value.to_str().map_err(|_| malformed.clone())?;
-        let (scheme, rest) = text.split_once(' ').ok_or_else(|| malformed.clone())?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(malformed);
-        }
-        let token = Token::parse(rest.trim_matches(' ')).map_err(|_| malformed)?;
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let token = match (values.next(), values.next()) {
+            (Some(value), None) => {
+                let text = value.to_str().map_err(|_| malformed.clone())?;
+                let (scheme, rest) = text.split_once(' ').ok_or_else(|| malformed.clone())?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(malformed);
+                }
+                Token::parse(rest.trim_matches(' ')).map_err(|_| malformed)?
+            }
+            (None, _) if cookie && crate::session::token_text(headers).is_some() => {
+                let text = crate::session::token_text(headers).unwrap_or_default();
+                Token::parse(&text).map_err(|_| malformed)?
+            }
+            _ => {
+                let reason = if headers.contains_key(header::AUTHORIZATION) { "several Authorization headers" } else { "missing" };
+                return Err(Denied::Unauthenticated { reason, token_id: None, name: None });
+            }
+        };
         let record = match self.store.verify(&token) {
             Ok(Verified::Active(r)) => r,
             Ok(Verified::Revoked(r)) => {
@@ -181,7 +198,7 @@ impl Auth {
 }
 
 #[derive(Debug, Clone)]
-enum Denied {
+pub(crate) enum Denied {
     Unauthenticated { reason: &'static str, token_id: Option<String>, name: Option<String> },
     Forbidden { caller: Caller, need: Role },
     Unavailable(&'static str),
@@ -193,6 +210,8 @@ pub struct Guard {
     auth: Arc<Auth>,
     need: Role,
     audited: bool,
+    /// A web page: the session cookie is accepted, and refusals are pages.
+    browser: bool,
 }
 
 impl Guard {
@@ -200,6 +219,13 @@ impl Guard {
     /// case-level data).
     pub fn audited(mut self) -> Guard {
         self.audited = true;
+        self
+    }
+
+    /// For web pages (see the module docs): the token may come from the
+    /// session cookie; no valid token → 303 to the sign-in page.
+    pub fn browser(mut self) -> Guard {
+        self.browser = true;
         self
     }
 }
@@ -237,7 +263,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             path: path.clone(),
             query: query.clone(),
         };
-    let (response, audit) = match g.auth.authenticate(req.headers(), g.need) {
+    let (response, audit) = match g.auth.authenticate(req.headers(), g.need, g.browser) {
         Ok(caller) => {
             req.extensions_mut().insert(caller.clone());
             let mut response = next.run(req).await;
@@ -248,13 +274,13 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         }
         Err(Denied::Unauthenticated { reason, token_id, name }) => {
             tracing::debug!(reason, token_id = token_id.as_deref().unwrap_or("-"), %path, "request refused: 401");
-            let r = unauthenticated();
+            let r = if g.browser { crate::session::to_sign_in(req.uri()) } else { unauthenticated() };
             let e = entry(Outcome::Unauthenticated, r.status(), Some(reason), token_id, name, None);
             (r, e)
         }
         Err(Denied::Forbidden { caller, need }) => {
             tracing::debug!(token_id = caller.token_id.as_deref().unwrap_or("-"), role = %caller.role, %need, %path, "request refused: 403");
-            let r = forbidden(need);
+            let r = if g.browser { crate::session::forbidden_page(need) } else { forbidden(need) };
             let e = entry(Outcome::Forbidden, r.status(), Some("role too low"), caller.token_id, Some(caller.name), Some(caller.role));
             (r, e)
         }

@@ -8,7 +8,8 @@
 //! that turns `Authorization: Bearer …` into a [`Caller`] or a 401/403
 //! ([`guard`]), the append-only audit log of every read of case-level data
 //! ([`AuditLog`]) and the `token create|list|revoke` command both binaries
-//! offer ([`cli`]).
+//! offer ([`cli`]); and the same tokens in a browser's session cookie for
+//! the web pages ([`session`]).
 //!
 //! ## Why a shared library
 //!
@@ -16,8 +17,17 @@
 //! on a library that does one thing for both; this is that library, and it
 //! is the only place that knows a token's format, how it is hashed and
 //! compared, and what an answer to a refused request may say. It knows
-//! nothing of towns, provinces or NATS: each service decides which of its
+//! nothing of towns or provinces: each service decides which of its
 //! routes need which role and which are audited, in its own `http` module.
+//!
+//! ## NATS identities ([`nats`])
+//!
+//! The other half of "who may do what": every ward, town and province has
+//! its own NATS identity (an nkey) in an account of its own, with subject
+//! permissions generated from the hierarchy by the `treem-nats-auth`
+//! binary of this crate; and the client side all three services share (the
+//! seed file and TLS settings, [`nats::ClientAuth`]). The ward depends on
+//! this crate for that part only.
 //!
 //! ## On disk (`<data_dir>/auth/`, mode 0700)
 //!
@@ -49,7 +59,9 @@
 pub mod audit;
 pub mod cli;
 pub mod guard;
+pub mod nats;
 pub mod role;
+pub mod session;
 pub mod store;
 pub mod token;
 

@@ -10,6 +10,10 @@
 //! # hierarchy_file = "/etc/treem/hierarchy.json"   # default: the shipped one
 //! # catalogue_file = "/etc/treem/catalogue.json"   # default: the shipped one
 //! auth = true                          # API tokens required (SECURITY.md)
+//! # NATS identity and TLS (SECURITY.md, "NATS identities and TLS"); unset: none
+//! # nats_nkey_seed_file = "/etc/treem/nats/province-70.nk"   # mode 0600
+//! # nats_tls_ca_file = "/etc/treem/nats/ca.pem"              # TLS required
+//! # nats_tls_cert_file = "…"  nats_tls_key_file = "…"        # mutual TLS
 //! ```
 //!
 //! Every field has a default that runs on one machine, so an empty file (or
@@ -19,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use treem_auth::nats::{ClientAuth, ClientAuthError, optional_path};
 use treem_proto::catalogue::{Catalogue, CatalogueError};
 use treem_proto::hierarchy::{Hierarchy, HierarchyError};
 
@@ -52,6 +57,19 @@ pub struct Config {
     /// lets anyone who reaches `http_addr` read everything, and is accepted
     /// only on a loopback address.
     pub auth: bool,
+    /// The province's NATS identity: the nkey seed file `treem-nats-auth`
+    /// made for it (`province-<p>.nk`, mode 0600). Unset: no login (the
+    /// single-machine setup of deploy/nats/treem.conf).
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// PEM certificate of the CA that signed the NATS server's certificate.
+    /// Set, TLS is required (a server without TLS is refused).
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key for mutual TLS (both or neither).
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
+    /// The dashboard marks a town silent (red) when its newest snapshot is
+    /// older than this many days, or it never sent one. Default 7.
+    pub silent_after_days: u32,
 }
 
 impl Default for Config {
@@ -65,6 +83,11 @@ impl Default for Config {
             hierarchy_file: None,
             catalogue_file: None,
             auth: true,
+            nats_nkey_seed_file: None,
+            nats_tls_ca_file: None,
+            nats_tls_cert_file: None,
+            nats_tls_key_file: None,
+            silent_after_days: 7,
         }
     }
 }
@@ -97,6 +120,8 @@ pub enum ConfigError {
         "auth = false is allowed only on a loopback http_addr, not {0}; keep auth = true and create tokens with `treem-province token create`"
     )]
     AuthOffOnNetwork(SocketAddr),
+    #[error("NATS credentials: {0}")]
+    NatsAuth(#[from] ClientAuthError),
 }
 
 impl Config {
@@ -160,7 +185,36 @@ impl Config {
                 detail: format!("{e}; expected true or false"),
             })?;
         }
+        if let Some((_, v)) = get("nats_nkey_seed_file") {
+            self.nats_nkey_seed_file = optional_path(&v);
+        }
+        if let Some((_, v)) = get("nats_tls_ca_file") {
+            self.nats_tls_ca_file = optional_path(&v);
+        }
+        if let Some((_, v)) = get("nats_tls_cert_file") {
+            self.nats_tls_cert_file = optional_path(&v);
+        }
+        if let Some((_, v)) = get("nats_tls_key_file") {
+            self.nats_tls_key_file = optional_path(&v);
+        }
+        if let Some((var, value)) = get("silent_after_days") {
+            self.silent_after_days = value.parse().map_err(|e: std::num::ParseIntError| ConfigError::Env {
+                var,
+                value: value.clone(),
+                detail: format!("{e}; expected a number of days, at least 1"),
+            })?;
+        }
         Ok(())
+    }
+
+    /// The NATS identity and TLS settings (SECURITY.md).
+    pub fn nats_auth(&self) -> ClientAuth {
+        ClientAuth {
+            nkey_seed_file: self.nats_nkey_seed_file.clone(),
+            tls_ca_file: self.nats_tls_ca_file.clone(),
+            tls_cert_file: self.nats_tls_cert_file.clone(),
+            tls_key_file: self.nats_tls_key_file.clone(),
+        }
     }
 
     /// Checks every field, and that the hierarchy and catalogue load and the
@@ -185,6 +239,7 @@ impl Config {
         if !self.auth && !self.http_addr.ip().is_loopback() {
             return Err(ConfigError::AuthOffOnNetwork(self.http_addr));
         }
+        self.nats_auth().validate()?;
         let hierarchy = self.hierarchy()?;
         let province = hierarchy.province(&self.province)?;
         if province.towns.is_empty() {

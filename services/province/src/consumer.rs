@@ -41,6 +41,8 @@ pub const BATCH: usize = 256;
 pub struct Consumer {
     pub province: String,
     pub nats_url: String,
+    /// The province's NATS identity and TLS (empty: none).
+    pub nats_auth: treem_auth::nats::ClientAuth,
     /// Replicas of the projections stream (config `stream_replicas`).
     pub stream_replicas: usize,
     pub hierarchy: Arc<Hierarchy>,
@@ -73,7 +75,7 @@ impl Consumer {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let client_name = format!("treem-province-{}", self.province);
         self.metrics.set_error(Some(format!("not connected to NATS at {} yet", self.nats_url)));
-        let Some(client) = stream::connect(&self.nats_url, &client_name, &mut shutdown).await else {
+        let Some(client) = stream::connect(&self.nats_url, &self.nats_auth, &client_name, &mut shutdown).await else {
             return;
         };
         let js = jetstream::new(client.clone());

@@ -29,6 +29,7 @@ pub mod rollup;
 pub mod store;
 pub mod stream;
 pub mod watch;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         catalogue,
         store: store.clone(),
         metrics: metrics.clone(),
+        silent_after_days: config.silent_after_days.max(1),
     };
     let mut http_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
@@ -103,13 +105,14 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     let consumer = consumer::Consumer {
         province: config.province.clone(),
         nats_url: config.nats_url.clone(),
+        nats_auth: config.nats_auth(),
         stream_replicas: config.stream_replicas,
         hierarchy,
         store: store.clone(),
         metrics,
     };
     let consuming = tokio::spawn(consumer.run(shutdown_rx));
-    tracing::info!(province = %config.province, http_addr = %http_addr, nats_url = %config.nats_url, data_dir = %config.data_dir.display(), "province node started");
+    tracing::info!(province = %config.province, http_addr = %http_addr, nats_url = %config.nats_url, nats = %config.nats_auth().describe(), data_dir = %config.data_dir.display(), "province node started");
     Ok(Node { http_addr, shutdown, tasks: vec![server, consuming], store })
 }
 

@@ -10,57 +10,151 @@
 //!
 //! An indicator no town reported for the year has no figure (`None`), and is
 //! judged "no data" — not zero.
+//!
+//! # Suppressed figures
+//!
+//! A town withholds its small sensitive counts (abuse, child marriage, HIV;
+//! `treem_proto::projection`) and names them in its snapshot's
+//! `suppressed`. The province never has those numbers, so it cannot add
+//! them, and it does not pretend to: a province figure to which any town
+//! contributed a withheld figure is itself [`Figure::Suppressed`] — shown
+//! with `"suppressed": true`, a null numerator and value, never zero, and
+//! the towns that withheld it. Summing only the other towns would show a
+//! number that is wrong (too low) with nothing but a flag to say so; the
+//! roll-up stays exact by showing no number rather than an inexact one.
+//! The denominator is still shown when every town's is known (a population
+//! is not sensitive; indicator 6's is, and towns withhold it).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 
-use treem_proto::catalogue::Catalogue;
+use serde::{Deserialize, Serialize};
+use treem_proto::catalogue::{Catalogue, Indicator};
 use treem_proto::event::CaseCategory;
-use treem_proto::judge::{self, Fraction, IndicatorProgress};
+use treem_proto::judge::{self, Fraction, IndicatorProgress, Status};
 use treem_proto::projection::TownSnapshot;
 
-/// Sum over towns of every indicator any of `snaps` reports for `year`.
-pub fn sum_indicators<'a>(year: u16, snaps: impl IntoIterator<Item = &'a TownSnapshot>) -> BTreeMap<String, Fraction> {
-    let mut total: BTreeMap<String, Fraction> = BTreeMap::new();
+/// One indicator's figure for a scope, as the province may show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Figure {
+    /// The exact sum over the towns that reported it.
+    Shown(Fraction),
+    /// At least one town withheld its figure (a small sensitive count).
+    Suppressed {
+        /// The sum of the denominators, when every town's is known.
+        denominator: Option<u64>,
+        /// Towns that withheld their figure.
+        towns: BTreeSet<String>,
+        /// The largest threshold those towns applied.
+        below: u64,
+    },
+}
+
+/// What the API shows of one indicator: the judged progress, and whether
+/// the figure was withheld.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shown {
+    #[serde(flatten)]
+    pub progress: IndicatorProgress,
+    /// The figure is a small sensitive count some town withheld: numerator
+    /// and value are `null` (not zero), and the status is `no_data`.
+    #[serde(default)]
+    pub suppressed: bool,
+    /// The towns that withheld it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub suppressed_by: BTreeSet<String>,
+}
+
+impl Deref for Shown {
+    type Target = IndicatorProgress;
+    fn deref(&self) -> &IndicatorProgress {
+        &self.progress
+    }
+}
+
+/// Sum over towns of every indicator any of `snaps` reports for `year`;
+/// suppressed where any town withheld it.
+pub fn sum_indicators<'a>(year: u16, snaps: impl IntoIterator<Item = &'a TownSnapshot>) -> BTreeMap<String, Figure> {
+    let mut total: BTreeMap<String, Figure> = BTreeMap::new();
     for s in snaps.into_iter().filter(|s| s.year == year) {
         for (code, f) in &s.indicators {
-            let entry = total.entry(code.clone()).or_default();
-            *entry = entry.add(*f);
+            let entry = total.entry(code.clone()).or_insert(Figure::Shown(Fraction::default()));
+            match entry {
+                Figure::Shown(sum) => *sum = sum.add(*f),
+                Figure::Suppressed { denominator, .. } => *denominator = denominator.map(|d| d.saturating_add(f.denominator)),
+            }
+        }
+        for (code, withheld) in &s.suppressed.indicators {
+            let entry = total.entry(code.clone()).or_insert(Figure::Shown(Fraction::default()));
+            let (denominator, mut towns, below) = match std::mem::replace(entry, Figure::Shown(Fraction::default())) {
+                Figure::Shown(sum) => (Some(sum.denominator), BTreeSet::new(), 0),
+                Figure::Suppressed { denominator, towns, below } => (denominator, towns, below),
+            };
+            towns.insert(s.town.clone());
+            *entry = Figure::Suppressed {
+                denominator: denominator.zip(*withheld).map(|(a, b)| a.saturating_add(b)),
+                towns,
+                below: below.max(s.suppressed.below),
+            };
         }
     }
     total
 }
 
-/// Cases opened in `year` per category, summed over towns. Every category of
-/// the law appears (0 when no town reported one); a category a town sent that
-/// this version does not know is kept as sent.
-pub fn sum_cases<'a>(year: u16, snaps: impl IntoIterator<Item = &'a TownSnapshot>) -> BTreeMap<String, u64> {
-    let mut total: BTreeMap<String, u64> = CaseCategory::ALL.iter().map(|c| (c.name().to_string(), 0)).collect();
+/// Cases opened in `year` per category, summed over towns; `None` where a
+/// town withheld the category's count. Every category of the law appears (0
+/// when no town reported one); a category a town sent that this version
+/// does not know is kept as sent.
+pub fn sum_cases<'a>(year: u16, snaps: impl IntoIterator<Item = &'a TownSnapshot>) -> BTreeMap<String, Option<u64>> {
+    let mut total: BTreeMap<String, Option<u64>> = CaseCategory::ALL.iter().map(|c| (c.name().to_string(), Some(0))).collect();
     for s in snaps.into_iter().filter(|s| s.year == year) {
         for (category, n) in &s.cases_counted {
-            *total.entry(category.clone()).or_insert(0) += n;
+            let entry = total.entry(category.clone()).or_insert(Some(0));
+            *entry = entry.map(|t| t.saturating_add(*n));
+        }
+        for category in &s.suppressed.cases {
+            total.insert(category.clone(), None);
         }
     }
     total
+}
+
+fn show(ind: &Indicator, year: u16, figure: Option<&Figure>) -> Shown {
+    match figure {
+        None => Shown { progress: judge::progress(ind, year, None), suppressed: false, suppressed_by: BTreeSet::new() },
+        Some(Figure::Shown(f)) => {
+            Shown { progress: judge::progress(ind, year, Some(*f)), suppressed: false, suppressed_by: BTreeSet::new() }
+        }
+        Some(Figure::Suppressed { denominator, towns, below }) => {
+            let mut progress = judge::progress(ind, year, None);
+            progress.numerator = None;
+            progress.value = None;
+            progress.denominator = *denominator;
+            progress.status = Status::NoData;
+            progress.judged_against = None;
+            let list = towns.iter().cloned().collect::<Vec<_>>().join(", ");
+            progress.reason = format!(
+                "suppressed: a small sensitive count (1–{}) in town {list}, withheld above the town so that no child can be singled out; the town office holds the figure",
+                below.saturating_sub(1).max(1)
+            );
+            Shown { progress, suppressed: true, suppressed_by: towns.clone() }
+        }
+    }
 }
 
 /// Judges every catalogue indicator (or only `code`) against its target of
 /// `year`, given the figures of one scope.
-pub fn judge_all(catalogue: &Catalogue, year: u16, figures: &BTreeMap<String, Fraction>, code: Option<&str>) -> Vec<IndicatorProgress> {
-    catalogue
-        .indicators
-        .iter()
-        .filter(|i| code.is_none_or(|c| i.code == c))
-        .map(|i| judge::progress(i, year, figures.get(&i.code).copied()))
-        .collect()
+pub fn judge_all(catalogue: &Catalogue, year: u16, figures: &BTreeMap<String, Figure>, code: Option<&str>) -> Vec<Shown> {
+    catalogue.indicators.iter().filter(|i| code.is_none_or(|c| i.code == c)).map(|i| show(i, year, figures.get(&i.code))).collect()
 }
 
 /// The province view: every town's snapshot of `year` summed, then judged.
-pub fn province_progress(catalogue: &Catalogue, year: u16, snaps: &[TownSnapshot], code: Option<&str>) -> Vec<IndicatorProgress> {
+pub fn province_progress(catalogue: &Catalogue, year: u16, snaps: &[TownSnapshot], code: Option<&str>) -> Vec<Shown> {
     judge_all(catalogue, year, &sum_indicators(year, snaps), code)
 }
 
 /// One town's view: its own snapshot of `year` (if any), judged.
-pub fn town_progress(catalogue: &Catalogue, year: u16, snap: Option<&TownSnapshot>, code: Option<&str>) -> Vec<IndicatorProgress> {
+pub fn town_progress(catalogue: &Catalogue, year: u16, snap: Option<&TownSnapshot>, code: Option<&str>) -> Vec<Shown> {
     judge_all(catalogue, year, &sum_indicators(year, snap), code)
 }
 
@@ -92,6 +186,7 @@ mod tests {
             indicators: indicators.iter().map(|(c, f)| (c.to_string(), *f)).collect(),
             wards: BTreeMap::new(),
             cases_counted: cases.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            suppressed: Default::default(),
         }
     }
 
@@ -149,10 +244,54 @@ mod tests {
             snap("691", 2024, &[], &[("abuse", 100)]),
         ];
         let got = sum_cases(2025, &snaps);
-        assert_eq!(got["abuse"], 3);
-        assert_eq!(got["injury"], 1);
-        assert_eq!(got["child_marriage"], 4);
-        assert_eq!(got["child_labour"], 0);
+        assert_eq!(got["abuse"], Some(3));
+        assert_eq!(got["injury"], Some(1));
+        assert_eq!(got["child_marriage"], Some(4));
+        assert_eq!(got["child_labour"], Some(0));
         assert_eq!(got.len(), CaseCategory::ALL.len());
+    }
+
+    #[test]
+    fn a_town_that_withheld_a_figure_makes_the_province_figure_suppressed_not_smaller() {
+        // Given 690 that withheld its abuse figure (population 3000) and 691 with 7 of 2000,
+        let mut withheld = snap("690", 2025, &[("4a", f(7, 100))], &[("injury", 2)]);
+        withheld.suppressed.below = 5;
+        withheld.suppressed.indicators.insert("9".into(), Some(3000));
+        withheld.suppressed.cases.insert("abuse".into());
+        let shown = snap("691", 2025, &[("9", f(7, 2000)), ("4a", f(3, 50))], &[("abuse", 7), ("injury", 1)]);
+        let snaps = [withheld.clone(), shown];
+        let c = Catalogue::shipped();
+        // when the province rolls up,
+        let got = province_progress(&c, 2025, &snaps, Some("9"));
+        // then 9 is suppressed — no numerator, no value, never 7 — with the full denominator,
+        assert!(got[0].suppressed, "{got:?}");
+        assert_eq!((got[0].numerator, got[0].value, got[0].denominator), (None, None, Some(5000)));
+        assert_eq!(got[0].status, Status::NoData);
+        assert_eq!(got[0].suppressed_by.iter().collect::<Vec<_>>(), ["690"]);
+        assert!(got[0].reason.contains("suppressed"), "{}", got[0].reason);
+        let json = serde_json::to_value(&got[0]).unwrap();
+        assert_eq!(
+            (json["suppressed"].as_bool(), json["numerator"].is_null(), json["value"].is_null()),
+            (Some(true), true, true),
+            "{json}"
+        );
+        // and the rest still adds up exactly.
+        let four_a = province_progress(&c, 2025, &snaps, Some("4a"));
+        assert_eq!((four_a[0].numerator, four_a[0].denominator, four_a[0].suppressed), (Some(10), Some(150), false));
+        // The cases: abuse is withheld for the province, injuries add up.
+        let cases = sum_cases(2025, &snaps);
+        assert_eq!((cases["abuse"], cases["injury"]), (None, Some(3)));
+        // One town's own view shows its own withheld figure as suppressed.
+        let town = town_progress(&c, 2025, Some(&withheld), Some("9"));
+        assert!(town[0].suppressed && town[0].numerator.is_none());
+    }
+
+    #[test]
+    fn a_withheld_denominator_leaves_the_province_denominator_unknown() {
+        let mut a = snap("690", 2025, &[], &[]);
+        a.suppressed.indicators.insert("6".into(), None);
+        let b = snap("691", 2025, &[("6", f(0, 40))], &[]);
+        let got = sum_indicators(2025, &[a, b]);
+        assert!(matches!(&got["6"], Figure::Suppressed { denominator: None, .. }), "{got:?}");
     }
 }

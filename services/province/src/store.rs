@@ -287,6 +287,7 @@ mod tests {
             indicators: [("4a".to_string(), Fraction { numerator: n, denominator: 100 })].into(),
             wards: BTreeMap::new(),
             cases_counted: BTreeMap::new(),
+            suppressed: Default::default(),
         }
     }
 

@@ -130,16 +130,27 @@ pub async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// Connects to `url`, retrying with backoff while NATS is unreachable.
-/// Returns `None` if shutdown is signalled first. Once connected, the client
-/// reconnects by itself for the life of the process.
-pub async fn connect(url: &str, name: &str, shutdown: &mut watch::Receiver<bool>) -> Option<async_nats::Client> {
+/// Connects to `url` as the province's NATS identity (`auth`: its nkey and
+/// TLS; empty for the local setup), retrying with backoff while NATS is
+/// unreachable. Returns `None` if shutdown is signalled first. Once
+/// connected, the client reconnects by itself for the life of the process.
+pub async fn connect(
+    url: &str,
+    auth: &treem_auth::nats::ClientAuth,
+    name: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<async_nats::Client> {
     let mut backoff = Backoff::default();
     loop {
-        let options = async_nats::ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(5)).max_reconnects(None);
-        let attempt = tokio::select! {
-            r = options.connect(crate::config::nats_urls(url)) => r,
-            _ = shutdown.changed() => return None,
+        let attempt = match auth.apply(async_nats::ConnectOptions::new()) {
+            Ok(options) => {
+                let options = options.name(name).connection_timeout(Duration::from_secs(5)).max_reconnects(None);
+                tokio::select! {
+                    r = options.connect(crate::config::nats_urls(url)) => r.map_err(|e| e.to_string()),
+                    _ = shutdown.changed() => return None,
+                }
+            }
+            Err(e) => Err(format!("cannot use the NATS credentials: {e}")),
         };
         match attempt {
             Ok(client) => {

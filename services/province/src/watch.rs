@@ -64,7 +64,10 @@ pub async fn watch_with<W: Write>(
 ) -> Result<(), WatchError> {
     let hierarchy = config.hierarchy()?;
     let stream_name = subject::province_projections_stream(&config.province);
-    let client = async_nats::ConnectOptions::new()
+    let client = config
+        .nats_auth()
+        .apply(async_nats::ConnectOptions::new())
+        .map_err(|e| WatchError::Connect { url: config.nats_url.clone(), detail: e.to_string() })?
         .name(format!("treem-province-watch-{}", config.province))
         .connect(crate::config::nats_urls(&config.nats_url))
         .await
@@ -145,6 +148,7 @@ mod tests {
             indicators: [("4a".to_string(), Fraction { numerator: 7, denominator: 100 })].into(),
             wards: Default::default(),
             cases_counted: Default::default(),
+            suppressed: Default::default(),
         };
         let codes: Vec<String> = KEY_CODES.iter().map(|c| c.to_string()).collect();
         assert_eq!(format_snapshot(&snap, &codes), "town=690 year=2025 version=7 produced_at=2025-03-01T02:00:00Z 4a=7/100");

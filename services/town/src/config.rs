@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use treem_auth::nats::{ClientAuth, optional_path};
 use treem_proto::catalogue::Catalogue;
 use treem_proto::hierarchy::Hierarchy;
 
@@ -46,7 +47,41 @@ pub struct Config {
     /// anyone who reaches `http_addr` read everything, and is accepted only
     /// on a loopback address.
     pub auth: bool,
+    /// The wards' public signing keys (JSON, ward code → keys; filled by
+    /// `treem-town keys add`, SECURITY.md). Default `<data_dir>/ward_keys.json`.
+    /// Re-read when it changes, while the town runs.
+    pub ward_keys_file: Option<PathBuf>,
+    /// Refuse (park) unsigned events from a ward that has no registered key.
+    /// A ward with a registered key must sign whatever this says (events
+    /// before its first key excepted). `false` only for a trial without
+    /// provisioned keys.
+    pub require_signatures: bool,
+    /// Sensitive counts (abuse, child marriage, HIV; `treem_proto::projection`)
+    /// from 1 to `suppress_below − 1` are withheld from what is forwarded to
+    /// the province, marked "suppressed" (never zero). 0 or 1 withholds
+    /// nothing (a warning is logged at start). Default 5.
+    pub suppress_below: u64,
+    /// The town's NATS identity: the nkey seed file `treem-nats-auth` made
+    /// for it (`town-<p>-<t>.nk`, mode 0600). Unset: no login (the
+    /// single-machine setup of deploy/nats/treem.conf). SECURITY.md.
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// PEM certificate of the CA that signed the NATS server's certificate.
+    /// Set, TLS is required (a server without TLS is refused).
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key for mutual TLS (both or neither).
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
+    /// The dashboard marks a ward silent (red) when its newest event is
+    /// older than this many days, or it never synced. Default 7.
+    pub silent_after_days: u32,
+    /// A TrueType font with Vietnamese glyphs for the PDF reports (embedded,
+    /// subset, in each PDF). Default DejaVu Sans of Debian's
+    /// `fonts-dejavu-core` (scripts/install-browser.sh installs it).
+    pub report_font: PathBuf,
 }
+
+/// DejaVu Sans as Debian's `fonts-dejavu-core` installs it.
+pub const DEFAULT_REPORT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 impl Default for Config {
     fn default() -> Self {
@@ -64,6 +99,15 @@ impl Default for Config {
             hierarchy_file: None,
             catalogue_file: None,
             auth: true,
+            ward_keys_file: None,
+            require_signatures: true,
+            suppress_below: treem_proto::projection::DEFAULT_SUPPRESS_BELOW,
+            nats_nkey_seed_file: None,
+            nats_tls_ca_file: None,
+            nats_tls_cert_file: None,
+            nats_tls_key_file: None,
+            silent_after_days: 7,
+            report_font: PathBuf::from(DEFAULT_REPORT_FONT),
         }
     }
 }
@@ -145,6 +189,33 @@ impl Config {
         if let Some((k, x)) = v("AUTH") {
             self.auth = parse(&k, x)?;
         }
+        if let Some((k, x)) = v("SILENT_AFTER_DAYS") {
+            self.silent_after_days = parse(&k, x)?;
+        }
+        if let Some((_, x)) = v("REPORT_FONT") {
+            self.report_font = x.into();
+        }
+        if let Some((_, x)) = v("WARD_KEYS_FILE") {
+            self.ward_keys_file = (!x.is_empty()).then(|| x.into());
+        }
+        if let Some((k, x)) = v("REQUIRE_SIGNATURES") {
+            self.require_signatures = parse(&k, x)?;
+        }
+        if let Some((k, x)) = v("SUPPRESS_BELOW") {
+            self.suppress_below = parse(&k, x)?;
+        }
+        if let Some((_, x)) = v("NATS_NKEY_SEED_FILE") {
+            self.nats_nkey_seed_file = optional_path(&x);
+        }
+        if let Some((_, x)) = v("NATS_TLS_CA_FILE") {
+            self.nats_tls_ca_file = optional_path(&x);
+        }
+        if let Some((_, x)) = v("NATS_TLS_CERT_FILE") {
+            self.nats_tls_cert_file = optional_path(&x);
+        }
+        if let Some((_, x)) = v("NATS_TLS_KEY_FILE") {
+            self.nats_tls_key_file = optional_path(&x);
+        }
         Ok(())
     }
 
@@ -155,6 +226,28 @@ impl Config {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
                 Hierarchy::parse(&text).map_err(|e| ConfigError::Hierarchy(e.to_string()))
             }
+        }
+    }
+
+    /// The keys file of the wards' public keys (`ward_keys_file`, or
+    /// `<data_dir>/ward_keys.json`).
+    pub fn ward_keys_path(&self) -> PathBuf {
+        self.ward_keys_file.clone().unwrap_or_else(|| self.data_dir.join(crate::provenance::KEYS_FILE))
+    }
+
+    /// The wards' public keys, read from [`Config::ward_keys_path`].
+    pub fn ward_keys(&self) -> Result<crate::provenance::WardKeys, ConfigError> {
+        crate::provenance::WardKeys::load(Some(self.ward_keys_path()), self.require_signatures)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The NATS identity and TLS settings (SECURITY.md).
+    pub fn nats_auth(&self) -> ClientAuth {
+        ClientAuth {
+            nkey_seed_file: self.nats_nkey_seed_file.clone(),
+            tls_ca_file: self.nats_tls_ca_file.clone(),
+            tls_cert_file: self.nats_tls_cert_file.clone(),
+            tls_key_file: self.nats_tls_key_file.clone(),
         }
     }
 
@@ -173,6 +266,7 @@ impl Config {
     pub fn validate(&self) -> Result<Hierarchy, ConfigError> {
         let h = self.hierarchy()?;
         self.catalogue()?;
+        self.ward_keys()?;
         h.town(&self.province, &self.town).map_err(|e| ConfigError::Hierarchy(e.to_string()))?;
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(ConfigError::Invalid(format!("batch_size {} must be 1–10000", self.batch_size)));
@@ -196,6 +290,16 @@ impl Config {
             url.parse::<async_nats::ServerAddr>().map_err(|e| {
                 ConfigError::Invalid(format!("nats_url {url:?}: {e}; use e.g. nats://127.0.0.1:4222 (several separated by commas)"))
             })?;
+        }
+        self.nats_auth().validate().map_err(|e| ConfigError::Invalid(format!("NATS credentials: {e}")))?;
+        if self.suppress_below > 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "suppress_below {} is more than 1000; small sensitive counts are those below 5 to 20 (default 5)",
+                self.suppress_below
+            )));
+        }
+        if self.silent_after_days == 0 {
+            return Err(ConfigError::Invalid("silent_after_days must be at least 1 (default 7)".into()));
         }
         if !self.auth && !self.http_addr.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(

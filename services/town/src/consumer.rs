@@ -85,6 +85,8 @@ async fn session(
                 (m.subject.to_string(), m.payload.to_vec(), sseq)
             })
             .collect();
+        // A ward key registered meanwhile counts from this batch on.
+        shared.ctx.provenance.refresh();
         let store = shared.store.clone();
         let ctx = shared.ctx.clone();
         let outcomes = tokio::task::spawn_blocking(move || store.apply_batch(&ctx, &input))

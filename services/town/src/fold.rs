@@ -9,7 +9,11 @@
 //!
 //! A message that cannot be read, or claims a ward it was not published for,
 //! or a ward outside the hierarchy, is parked with the reason and changes
-//! nothing else. An event that reads but is refused by the rules (say an
+//! nothing else. So is an event whose provenance fails — a signature that
+//! does not verify, an unsigned event from a ward that signs, a different
+//! event at a seq already taken, a broken link to the previous event
+//! ([`crate::provenance`]): parked without using up its seq, so a forger
+//! cannot block the real event, which applies when it comes. An event that reads but is refused by the rules (say an
 //! unknown indicator from a newer ward catalogue, or a correction naming an
 //! event that does not exist) is parked with the reason **and** consumes its
 //! `seq`, so the ward's later events are never blocked behind it.
@@ -36,6 +40,7 @@ use uuid::Uuid;
 use crate::keys;
 use crate::kv::Kv;
 pub use crate::parked::Parked;
+use crate::provenance::{self, Check, WardKeys};
 use crate::parked::{Unplaced, park};
 
 /// What the fold needs to know of the world.
@@ -44,6 +49,8 @@ pub struct Ctx {
     pub town: String,
     pub hierarchy: Hierarchy,
     pub catalogue: Catalogue,
+    /// The wards' public keys; every event's provenance is checked against them.
+    pub provenance: WardKeys,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +83,10 @@ pub struct WardInfo {
     pub last_recorded_at: Option<chrono::DateTime<chrono::Utc>>,
     pub applied: u64,
     pub parked: u64,
+    /// Messages for this ward refused for their provenance (forged, altered,
+    /// replayed, unsigned, broken chain); parked without using up a seq.
+    #[serde(default)]
+    pub provenance_failures: u64,
 }
 
 /// What the town keeps of an applied event.
@@ -158,19 +169,30 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
         return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), "seq 0 is not valid; ward sequences start at 1".into());
     }
     let pos = get_u64(kv, &keys::pos(&env.ward));
-    if env.seq <= pos {
-        return Outcome::Duplicate { ward: env.ward, seq: env.seq };
-    }
+    let (hash, signed) = match provenance::check(kv, &ctx.provenance, &env, bytes, pos) {
+        Check::Duplicate => return Outcome::Duplicate { ward: env.ward, seq: env.seq },
+        Check::Refused(reason) => return provenance::refuse(kv, subject_str, bytes, &env, reason),
+        Check::Passed { hash, signed } => (hash, signed),
+    };
     if env.seq > pos + 1 {
         let key = keys::held(&env.ward, env.seq);
-        if kv.get(&key).is_none() {
-            kv.put(key, bytes.to_vec());
+        match kv.get(&key) {
+            None => kv.put(key, bytes.to_vec()),
+            Some(held) => {
+                if let Err(reason) = provenance::check_held(&env, &held, hash) {
+                    return provenance::refuse(kv, subject_str, bytes, &env, reason);
+                }
+            }
         }
         return Outcome::Held { ward: env.ward, seq: env.seq, expected: pos + 1 };
+    }
+    if let Some(reason) = signed.then(|| provenance::link(kv, &env).err()).flatten() {
+        return provenance::refuse(kv, subject_str, bytes, &env, reason);
     }
     let ward = env.ward.clone();
     let seq = env.seq;
     let refused = in_order(kv, ctx, subject_str, bytes, env, dirty);
+    provenance::record(kv, &ward, seq, hash);
     let mut then_applied = 0;
     loop {
         let next = get_u64(kv, &keys::pos(&ward)) + 1;
@@ -182,7 +204,28 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
         match Envelope::decode(&held) {
             Ok(env) => {
                 let held_subject = subject::event_subject(&env);
-                in_order(kv, ctx, &held_subject, &held, env, dirty);
+                // Checked when it arrived; checked again in its turn (the
+                // keys may have changed since), and its link only now.
+                let checked = match provenance::check(kv, &ctx.provenance, &env, &held, next - 1) {
+                    Check::Passed { hash, signed } => match signed.then(|| provenance::link(kv, &env).err()).flatten() {
+                        None => Ok(hash),
+                        Some(reason) => Err(reason),
+                    },
+                    Check::Refused(reason) => Err(reason),
+                    Check::Duplicate => Err("a duplicate in its turn (cannot happen)".into()),
+                };
+                match checked {
+                    Ok(hash) => {
+                        in_order(kv, ctx, &held_subject, &held, env, dirty);
+                        provenance::record(kv, &ward, next, hash);
+                    }
+                    Err(reason) => {
+                        // Parked without moving the position: the real event
+                        // at this seq still applies when it comes.
+                        provenance::refuse(kv, &held_subject, &held, &env, reason);
+                        break;
+                    }
+                }
             }
             Err(e) => {
                 // Cannot happen for bytes that decoded before; keep the ward moving.

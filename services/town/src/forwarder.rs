@@ -5,6 +5,11 @@
 //! ward, and case counts by category; never a percentage alone, never a
 //! case — and deletes the outbox entries only once JetStream acknowledged.
 //!
+//! Small sensitive counts (abuse, child marriage, HIV) below the town's
+//! `suppress_below` are withheld from every snapshot before it leaves
+//! ([`crate::suppress`]): the province receives them marked "suppressed",
+//! never the number.
+//!
 //! A crash between publish and delete re-publishes the same snapshot
 //! version: the province keeps the highest version per town and year, and
 //! `Nats-Msg-Id` de-duplicates inside the window, so it is harmless.
@@ -21,14 +26,15 @@ use treem_proto::subject;
 use crate::Shared;
 use crate::projection::indicators;
 
-/// The snapshot of `year` at outbox version `version`.
+/// The snapshot of `year` at outbox version `version`, as forwarded: with
+/// the small sensitive counts withheld.
 pub fn snapshot(shared: &Shared, year: u16, version: u64) -> TownSnapshot {
     let figures = indicators::figures(&shared.store.tree, &shared.ctx.catalogue, &shared.wards, year);
     let mut cases_counted: BTreeMap<String, u64> = BTreeMap::new();
     for ((_, category), (n, _)) in indicators::case_counts(&shared.store.tree, year) {
         *cases_counted.entry(category).or_default() += n;
     }
-    TownSnapshot {
+    let mut snap = TownSnapshot {
         province: shared.config.province.clone(),
         town: shared.config.town.clone(),
         year,
@@ -38,7 +44,10 @@ pub fn snapshot(shared: &Shared, year: u16, version: u64) -> TownSnapshot {
         indicators: figures.town,
         wards: figures.wards,
         cases_counted,
-    }
+        suppressed: Default::default(),
+    };
+    crate::suppress::apply(&mut snap, &shared.ctx.catalogue, shared.config.suppress_below);
+    snap
 }
 
 pub async fn run(shared: Arc<Shared>, js: async_nats::jetstream::Context, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {

@@ -5,7 +5,12 @@
 //! ([`fold`]), keeps the projections and the consumer position together in
 //! sled ([`store`]), serves the town office over HTTP ([`http`]) and forwards
 //! per-year numerators and denominators to the province through a durable
-//! outbox ([`forwarder`]). [`rebuild`] replays the stream into a fresh store.
+//! outbox ([`forwarder`]), small sensitive counts withheld ([`suppress`]).
+//! [`rebuild`] replays the stream into a fresh store.
+//! The office's web pages — dashboard and evaluation reports — are [`web`];
+//! the collaborator stipend of plan section D is [`stipend`].
+//! Each ward event's signature and hash chain are verified against the
+//! ward's registered keys before it applies ([`provenance`]).
 //! Messages it cannot apply are parked with the reason ([`parked`]), copied to
 //! a dead-letter stream ([`deadletter`]) and can be replayed by an operator
 //! once the town understands them ([`replay`]).
@@ -24,10 +29,14 @@ pub mod keys;
 pub mod kv;
 pub mod parked;
 pub mod projection;
+pub mod provenance;
 pub mod rebuild;
 pub mod replay;
 pub mod store;
+pub mod stipend;
 pub mod stream;
+pub mod suppress;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -89,8 +98,11 @@ pub fn write_addr_file(data_dir: &std::path::Path, addr: SocketAddr) -> Result<(
     std::fs::write(&tmp, addr.to_string()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|source| Error::AddrFile { path, source })
 }
 
-pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Error> {
-    async_nats::ConnectOptions::new()
+/// Connects as the town's NATS identity (`auth`: its nkey and TLS; empty
+/// for the local setup), retrying in the background while NATS is away.
+pub async fn connect(url: &str, name: &str, auth: &treem_auth::nats::ClientAuth) -> Result<async_nats::Client, Error> {
+    auth.apply(async_nats::ConnectOptions::new())
+        .map_err(|e| Error::Nats(e.to_string()))?
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -101,9 +113,31 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Error>
         .map_err(|e| Error::Nats(e.to_string()))
 }
 
+impl Ctx {
+    /// What the fold needs, from the configuration: hierarchy, catalogue
+    /// and the wards' keys (files are read now; the keys file again when it
+    /// changes, see [`provenance::WardKeys::refresh`]).
+    pub fn from_config(config: &Config) -> Result<Ctx, Error> {
+        let hierarchy = config.validate()?;
+        Ok(Ctx {
+            province: config.province.clone(),
+            town: config.town.clone(),
+            hierarchy,
+            catalogue: config.catalogue()?,
+            provenance: config.ward_keys()?,
+        })
+    }
+}
+
 /// Opens the store, binds HTTP and starts consuming and forwarding.
 pub async fn start(config: Config) -> Result<Node, Error> {
     let hierarchy = config.validate()?;
+    if config.suppress_below <= 1 {
+        tracing::warn!(
+            suppress_below = config.suppress_below,
+            "small sensitive counts are forwarded to the province as they are (suppress_below ≤ 1)"
+        );
+    }
     let town = hierarchy.town(&config.province, &config.town).map_err(|e| config::ConfigError::Hierarchy(e.to_string()))?;
     let wards: Vec<String> = town.wards.iter().map(|w| w.code.clone()).collect();
     let ward_names: Vec<String> = town.wards.iter().map(|w| format!("{} {}", w.kind, w.name)).collect();
@@ -118,8 +152,18 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         Some(&(n, _)) => n - 1,
         None => store.tree.get(keys::META_OUTBOX_NEXT).ok().flatten().map(|v| keys::u64_of(&v)).unwrap_or(0),
     };
-    let ctx = Ctx { province: config.province.clone(), town: config.town.clone(), hierarchy, catalogue: config.catalogue()? };
-    let client = connect(&config.nats_url, &format!("treem-town-{}", config.town)).await?;
+    let ctx = Ctx::from_config(&config)?;
+    let unkeyed: Vec<&String> = wards.iter().filter(|w| !ctx.provenance.wards().contains(w)).collect();
+    if !unkeyed.is_empty() {
+        tracing::warn!(
+            wards = ?unkeyed,
+            keys_file = %config.ward_keys_path().display(),
+            require_signatures = config.require_signatures,
+            "wards without a registered signing key (their events are parked while require_signatures is on); register them with `treem-town keys add`"
+        );
+    }
+    tracing::info!(town = %config.town, nats_url = %config.nats_url, nats = %config.nats_auth().describe(), "connecting to NATS");
+    let client = connect(&config.nats_url, &format!("treem-town-{}", config.town), &config.nats_auth()).await?;
     let js = async_nats::jetstream::new(client);
     let shared = Arc::new(Shared {
         config,

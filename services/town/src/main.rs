@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 mod parked_cli;
+mod provenance_cli;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +56,13 @@ enum Command {
         #[command(subcommand)]
         command: treem_auth::cli::TokenCommand,
     },
+    /// Register, list and remove the wards' public signing keys, in
+    /// ward_keys_file (works whether or not the town runs; a running town
+    /// uses a change from its next batch).
+    Keys {
+        #[command(subcommand)]
+        command: provenance_cli::KeysCommand,
+    },
 }
 
 #[tokio::main]
@@ -77,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             node.shutdown().await;
         }
         Command::Parked { url, token, command } => parked_cli::run(&config, url, token, command).await?,
+        Command::Keys { command } => provenance_cli::run(&config, command, &mut std::io::stdin().lock(), &mut std::io::stdout())?,
         Command::Token { command } => treem_auth::cli::run(&config.data_dir, command, &mut std::io::stdout(), &mut std::io::stderr())?,
         Command::Rebuild { into } => {
             if into.exists() {
@@ -85,13 +94,13 @@ async fn main() -> anyhow::Result<()> {
             let hierarchy = config.validate()?;
             let town = hierarchy.town(&config.province, &config.town)?;
             let wards: Vec<String> = town.wards.iter().map(|w| w.code.clone()).collect();
-            let ctx = treem_town::fold::Ctx {
-                province: config.province.clone(),
-                town: config.town.clone(),
-                hierarchy: hierarchy.clone(),
-                catalogue: config.catalogue()?,
-            };
-            let client = async_nats::connect(treem_town::config::nats_urls(&config.nats_url)).await.context("connecting to NATS")?;
+            let ctx = treem_town::fold::Ctx::from_config(&config)?;
+            let client = config
+                .nats_auth()
+                .apply(async_nats::ConnectOptions::new())?
+                .connect(treem_town::config::nats_urls(&config.nats_url))
+                .await
+                .context("connecting to NATS")?;
             let js = async_nats::jetstream::new(client);
             let (rebuilt, read) = treem_town::rebuild::rebuild_into(&js, &config, &ctx, &into).await?;
             println!("rebuilt {} from {read} messages", into.display());

@@ -344,7 +344,13 @@ mod tests {
     use crate::kv::{KvScan, MemKv};
 
     fn ctx() -> Ctx {
-        Ctx { province: "70".into(), town: "690".into(), hierarchy: Hierarchy::shipped(), catalogue: Catalogue::shipped() }
+        Ctx {
+            province: "70".into(),
+            town: "690".into(),
+            hierarchy: Hierarchy::shipped(),
+            catalogue: Catalogue::shipped(),
+            provenance: crate::provenance::WardKeys::not_required(),
+        }
     }
 
     fn without_indicator(code: &str) -> Ctx {
@@ -380,6 +386,8 @@ mod tests {
                 denominator: Some(1000),
                 source: "health_centre".into(),
             }),
+            prev: None,
+            sig: None,
         }
     }
 

@@ -32,6 +32,10 @@ pub fn stream_config(config: &Config) -> stream::Config {
         // quorum (2 of 3 nodes) holds the event, and the stream survives the
         // loss of any one node. The consumer inherits it (0 = as the stream).
         num_replicas: config.stream_replicas,
+        // Wards read the newest message on their own subjects by direct get
+        // (its subject form names the filter, which a ward's NATS
+        // permissions pin to its own subjects; ward reconcile.rs).
+        allow_direct: true,
         ..Default::default()
     }
 }
@@ -49,13 +53,55 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<s
                 || have.duplicate_window != wanted.duplicate_window
                 || have.max_age != wanted.max_age
                 || have.num_replicas != wanted.num_replicas
+                || have.allow_direct != wanted.allow_direct
             {
                 js.update_stream(wanted.clone()).await.map_err(|e| err(&e))?;
             }
+            ensure_ward_probes(&s, config).await?;
             Ok(s)
         }
-        Err(_) => js.get_or_create_stream(wanted.clone()).await.map_err(|e| err(&e)),
+        Err(_) => {
+            let s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| err(&e))?;
+            ensure_ward_probes(&s, config).await?;
+            Ok(s)
+        }
     }
+}
+
+/// Creates (or leaves as they are) the probe consumers of the town's wards:
+/// one durable pull consumer per ward, `ward-<ward>-probe`, filtered on that
+/// ward's subjects, acknowledging nothing. A ward resets its own and pulls
+/// one message to check what the stream still holds of it
+/// (services/ward/src/reconcile.rs). The town makes them so that a ward's
+/// NATS identity needs no right to create consumers — a create request's
+/// body (its deliver subject above all) is beyond what permissions can
+/// check (SECURITY.md, "NATS identities and TLS").
+pub async fn ensure_ward_probes(stream: &stream::Stream, config: &Config) -> Result<(), StreamError> {
+    let hierarchy =
+        config.hierarchy().map_err(|e| StreamError::Stream { stream: stream.cached_info().config.name.clone(), detail: e.to_string() })?;
+    let Ok(town) = hierarchy.town(&config.province, &config.town) else { return Ok(()) };
+    for ward in &town.wards {
+        let name = subject::ward_probe_consumer(&ward.code);
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!("treem: ward {} reconciles against the stream with it", ward.code)),
+                filter_subject: subject::ward_events_filter(&config.province, &config.town, &ward.code),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::None,
+                // As the stream (3 on the cluster): a ward can reconcile
+                // whichever one node is down.
+                num_replicas: 0,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StreamError::Consumer {
+                stream: stream.cached_info().config.name.clone(),
+                consumer: name.clone(),
+                detail: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// (Re)creates the town's durable pull consumer so that it starts right
@@ -75,9 +121,17 @@ pub async fn ensure_consumer(
         consumer: name.clone(),
         detail: e.to_string(),
     };
-    if stream.consumer_info(&name).await.is_ok() {
-        stream.delete_consumer(&name).await.map_err(|e| err(&e))?;
-    }
+    // Start from the old consumer's ack floor if it is lower: every message
+    // up to it has its effect in the store (acks follow the commit), but one
+    // above it may have been delivered and lost with its connection while
+    // later ones arrived and were committed. What comes again is skipped by seq.
+    let committed = match stream.consumer_info(&name).await {
+        Ok(old) => {
+            stream.delete_consumer(&name).await.map_err(|e| err(&e))?;
+            committed.min(old.ack_floor.stream_sequence)
+        }
+        Err(_) => committed,
+    };
     // A stream that lost its tail (a power cut at the server before its
     // periodic fsync, or a restored older store) ends before what we
     // committed; new ward events will be stored from its new end on, so

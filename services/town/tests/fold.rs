@@ -13,8 +13,17 @@ use treem_town::kv::MemKv;
 use treem_town::projection::{cases, indicators};
 use uuid::Uuid;
 
+/// Unsigned events from wards without keys, accepted (`require_signatures =
+/// false`): these tests are about the other rules; provenance has its own
+/// (`tests/provenance.rs`).
 fn ctx() -> Ctx {
-    Ctx { province: "70".into(), town: "690".into(), hierarchy: Hierarchy::shipped(), catalogue: Catalogue::shipped() }
+    Ctx {
+        province: "70".into(),
+        town: "690".into(),
+        hierarchy: Hierarchy::shipped(),
+        catalogue: Catalogue::shipped(),
+        provenance: treem_town::provenance::WardKeys::not_required(),
+    }
 }
 
 fn wards() -> Vec<String> {
@@ -32,6 +41,8 @@ fn env(ward: &str, seq: u64, event: Event) -> Envelope {
         recorded_at: chrono::Utc::now(),
         author: "test".into(),
         event,
+        prev: None,
+        sig: None,
     }
 }
 

@@ -17,6 +17,10 @@
 //! backoff_max_ms = 5000      # …up to this
 //! min_free_bytes = 16777216  # refuse new records below 16 MiB free disk; 0: no check
 //! # hierarchy_file = "hierarchy.json"   # default: the shipped hierarchy
+//! # NATS identity and TLS (SECURITY.md, "NATS identities and TLS"); unset: none
+//! # nats_nkey_seed_file = "/etc/treem/nats/ward-70-690-25320.nk"   # mode 0600
+//! # nats_tls_ca_file = "/etc/treem/nats/ca.pem"                    # TLS required
+//! # nats_tls_cert_file = "…"  nats_tls_key_file = "…"              # mutual TLS
 //! ```
 //!
 //! [`Config::validate`] checks that the ward exists in the hierarchy, so a
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use treem_auth::nats::{ClientAuth, optional_path};
 use treem_proto::hierarchy::{Hierarchy, HierarchyError};
 use treem_proto::subject::WardPath;
 
@@ -61,6 +66,16 @@ pub struct Config {
     pub min_free_bytes: u64,
     /// Hierarchy JSON to use instead of the shipped one.
     pub hierarchy_file: Option<PathBuf>,
+    /// This ward's NATS identity: the nkey seed file `treem-nats-auth` made
+    /// for it (`ward-<p>-<t>-<w>.nk`, mode 0600). Unset: no login (the
+    /// single-machine setup of deploy/nats/treem.conf).
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// PEM certificate of the CA that signed the NATS server's certificate.
+    /// Set, TLS is required (a server without TLS is refused).
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key for mutual TLS (both or neither).
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -78,6 +93,10 @@ impl Default for Config {
             backoff_max_ms: 5000,
             min_free_bytes: crate::log::DEFAULT_MIN_FREE_BYTES,
             hierarchy_file: None,
+            nats_nkey_seed_file: None,
+            nats_tls_ca_file: None,
+            nats_tls_cert_file: None,
+            nats_tls_key_file: None,
         }
     }
 }
@@ -171,6 +190,18 @@ impl Config {
         if let Some((_, v)) = get("hierarchy_file") {
             self.hierarchy_file = if v.trim().is_empty() { None } else { Some(PathBuf::from(v)) };
         }
+        if let Some((_, v)) = get("nats_nkey_seed_file") {
+            self.nats_nkey_seed_file = optional_path(&v);
+        }
+        if let Some((_, v)) = get("nats_tls_ca_file") {
+            self.nats_tls_ca_file = optional_path(&v);
+        }
+        if let Some((_, v)) = get("nats_tls_cert_file") {
+            self.nats_tls_cert_file = optional_path(&v);
+        }
+        if let Some((_, v)) = get("nats_tls_key_file") {
+            self.nats_tls_key_file = optional_path(&v);
+        }
         Ok(())
     }
 
@@ -216,7 +247,18 @@ impl Config {
                 });
             }
         }
+        self.nats_auth().validate().map_err(|e| ConfigError::Invalid { field: "nats credentials", detail: e.to_string() })?;
         Ok(())
+    }
+
+    /// The NATS identity and TLS settings (SECURITY.md).
+    pub fn nats_auth(&self) -> ClientAuth {
+        ClientAuth {
+            nkey_seed_file: self.nats_nkey_seed_file.clone(),
+            tls_ca_file: self.nats_tls_ca_file.clone(),
+            tls_cert_file: self.nats_tls_cert_file.clone(),
+            tls_key_file: self.nats_tls_key_file.clone(),
+        }
     }
 
     /// This ward's place in the hierarchy, as used in subjects and envelopes.

@@ -5,13 +5,17 @@
 //! - [`log`]: the durable, append-only ward log on sled, with group commit —
 //!   an event is "recorded" only once it is on stable storage; a full disk
 //!   refuses new records with a clear error and recovers without a restart;
-//! - [`identity`]: the case register; a child's identity stays here and is
-//!   never part of an event;
+//! - [`identity`]: the case register; a child's identity stays here, is
+//!   never part of an event, is sealed under a key of its own ([`vault`])
+//!   and erased for good when consent is withdrawn;
+//! - [`keys`]: the ward's signing key; every event is signed and chained
+//!   to the one before (provenance), so the town can verify it;
 //! - [`replicator`]: publishes the log in order to the town's JetStream
 //!   stream whenever the network allows, remembering what was acknowledged,
 //!   and on every (re)connect checks that the stream still holds it
 //!   (`reconcile.rs`), sending again what the stream lost;
 //! - [`http`]: the local HTTP API (record, list, status, health, metrics);
+//! - [`web`]: the officer's data-entry page, local and offline, on the same server;
 //! - [`csv_import`]: bulk import of indicator observations, all-or-nothing;
 //! - [`config`]: TOML + `TREEM_WARD_*` environment configuration;
 //! - [`cli`]: the `treem-ward` command line.
@@ -31,11 +35,14 @@ mod durable;
 mod group_commit;
 pub mod http;
 pub mod identity;
+pub mod keys;
 pub mod log;
 mod log_db;
 mod reconcile;
 pub mod replicator;
 mod sync_state;
+pub mod vault;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +64,8 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error("{0}")]
     Log(#[from] LogError),
+    #[error("{0}")]
+    Identity(#[from] identity::IdentityError),
     #[error("cannot listen on {addr}: {source}; is another ward node running? change http_addr")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
@@ -82,6 +91,8 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     config.validate()?;
     let log = WardLog::open(&config.data_dir, config.ward_path(), Catalogue::shipped())?;
     log.set_min_free_bytes(config.min_free_bytes);
+    // Finish what a crash interrupted in the case register before serving.
+    identity::recover(&log).await?;
     let listener =
         tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| Error::Bind { addr: config.http_addr, source })?;
     let http_addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.http_addr, source })?;
@@ -94,6 +105,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         log.clone(),
         replicator::ReplicatorConfig {
             nats_url: config.nats_url.clone(),
+            nats_auth: config.nats_auth(),
             max_in_flight: config.max_in_flight,
             backoff_min: config.backoff_min(),
             backoff_max: config.backoff_max(),
@@ -102,7 +114,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     ));
     let state = http::AppState { log: log.clone(), default_author: config.author.clone() };
     let http = tokio::spawn(http::serve(listener, state, stop));
-    tracing::info!(ward = %config.ward, %http_addr, nats_url = %config.nats_url, "ward node started");
+    tracing::info!(ward = %config.ward, %http_addr, nats_url = %config.nats_url, nats = %config.nats_auth().describe(), "ward node started");
     Ok(Node { http_addr, log, data_dir: config.data_dir, shutdown, replicator, http })
 }
 

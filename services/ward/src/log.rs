@@ -17,7 +17,8 @@
 //! | `meta` | `last_sync_at` | RFC 3339: end of the last replication round that reached the log's end |
 //! | `meta` | `last_error` / `last_error_at` | text / RFC 3339 of the last replication failure, removed on success |
 //! | `meta` | `last_rewind` | JSON [`Rewind`]: the last time `acked_seq` was moved back, and why |
-//! | `identity` | case id, 16 bytes | a child's identity, see [`crate::identity`]; never replicated |
+//! | `identity` | case id, 16 bytes | a child's identity, sealed under the case's own key (kept in `<data_dir>/vault/`, not here), or a tombstone once consent was withdrawn; see [`crate::identity`]; never replicated |
+//! | `consent` | time ‖ case id | an append-only record of each consent withdrawal ([`crate::identity`]); never replicated |
 //!
 //! # Invariants
 //!
@@ -38,6 +39,21 @@
 //! - The log never forgets an event: `acked_seq` only says what need not be
 //!   sent again, and it moves back ([`WardLog::rewind_acked`]) when the
 //!   town's stream turns out to have lost events.
+//!
+//! # Provenance
+//!
+//! Every event is signed by the ward's key ([`crate::keys`]) and names the
+//! hash of the event before it (`prev`, `treem_proto::provenance`). Both are
+//! set while `next_seq` is held, as the seq is assigned, so the chain follows
+//! the seqs exactly. The hash of the last event (the chain's tip) is kept in
+//! memory with its seq and, when it does not match the seq before the next
+//! (at open, after a reopen that lost an event that was never durable), is
+//! read back from the last stored event. The log stores — and
+//! [`WardLog::read_stored_from`] hands the replicator — each event's bytes
+//! exactly as signed. The key is loaded (or made, valid from the next seq)
+//! at [`WardLog::open`], which holds the log exclusively; so a rotation
+//! (`treem-ward keys rotate`, with the node stopped) always falls between
+//! two events.
 //!
 //! # Group commit
 //!
@@ -93,6 +109,7 @@ use tokio::sync::Notify;
 use treem_proto::Envelope;
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::{Event, EventError, MAX_EVENT_BYTES, SCHEMA_VERSION};
+use treem_proto::provenance::{EventHash, Seal, SigningKey};
 use treem_proto::subject::WardPath;
 use uuid::Uuid;
 
@@ -162,6 +179,8 @@ pub enum LogError {
     NotDurableDiskFull(String),
     #[error("the stored event at seq {seq} cannot be read: {detail}")]
     Corrupt { seq: u64, detail: String },
+    #[error("{0}")]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 impl LogError {
@@ -201,6 +220,11 @@ pub(crate) struct Inner {
     pub(crate) appended: Arc<Notify>,
     /// The replicator's current or last catch-up (in memory only).
     pub(crate) catch_up: Mutex<Option<CatchUp>>,
+    /// The ward's signing key (see "Provenance").
+    pub(crate) signer: SigningKey,
+    /// The seq and hash of the last event written: the next event's `prev`.
+    /// Locked inside `next_seq`.
+    pub(crate) tip: Mutex<Option<(u64, EventHash)>>,
 }
 
 impl std::fmt::Debug for WardLog {
@@ -217,7 +241,10 @@ impl WardLog {
         let dir = data_dir.join(LOG_DIR);
         let db = LogDb::open(data_dir, &dir, &ward)?;
         let last = db.last_seq;
-        tracing::info!(ward = %ward.ward, dir = %dir.display(), last_seq = last, "ward log opened");
+        // Held exclusively now (sled's lock): make or load the signing key.
+        let keys = crate::keys::WardKeys::load_or_create(data_dir, &ward, last + 1)?;
+        keys.check_against_log(last)?;
+        tracing::info!(ward = %ward.ward, dir = %dir.display(), last_seq = last, key_id = %keys.key_id(), "ward log opened");
         Ok(WardLog {
             inner: Arc::new(Inner {
                 ward,
@@ -230,6 +257,8 @@ impl WardLog {
                 min_free_bytes: AtomicU64::new(DEFAULT_MIN_FREE_BYTES),
                 appended: Arc::new(Notify::new()),
                 catch_up: Mutex::new(None),
+                signer: keys.signing_key().clone(),
+                tip: Mutex::new(None),
             }),
         })
     }
@@ -366,8 +395,9 @@ impl WardLog {
         let db = db.as_ref().ok_or_else(|| self.closed())?;
         let mut envs = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
+        let mut prev = self.tip_at(db, *next - 1)?;
         for (i, event) in events.into_iter().enumerate() {
-            let env = Envelope {
+            let mut env = Envelope {
                 id: Uuid::now_v7(),
                 schema: SCHEMA_VERSION,
                 province: inner.ward.province.clone(),
@@ -377,7 +407,10 @@ impl WardLog {
                 recorded_at: Utc::now(),
                 author: author.to_owned(),
                 event,
+                prev: None,
+                sig: None,
             };
+            prev = Some(inner.signer.sign(&mut env, prev));
             let bytes = env.encode();
             if bytes.len() > MAX_EVENT_BYTES {
                 return Err(LogError::TooLarge { size: bytes.len() });
@@ -403,6 +436,7 @@ impl WardLog {
                 TransactionError::Abort(()) => LogError::Storage { action: "write", detail: "transaction aborted".into() },
             })?;
         *next += envs.len() as u64;
+        *self.inner.tip.lock().unwrap_or_else(|p| p.into_inner()) = prev.map(|h| (*next - 1, h));
         db.commit.written(*next - 1);
         let durable = db.commit.wait(db.commit.ticket());
         Ok((envs, durable))
@@ -445,6 +479,49 @@ impl WardLog {
                 })
                 .collect()
         })
+    }
+
+    /// Up to `limit` recorded events with seq > `after_seq`, in seq order,
+    /// each with its bytes exactly as stored — as signed, which is what the
+    /// replicator publishes (a re-encoding could differ from what was signed
+    /// once the schema moves on). Only durable events are returned.
+    pub fn read_stored_from(&self, after_seq: u64, limit: usize) -> Result<Vec<(Envelope, Vec<u8>)>, LogError> {
+        let end = self.last_seq();
+        if after_seq >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let from = (after_seq + 1).to_be_bytes();
+        let to = end.to_be_bytes();
+        self.with_db(|db| {
+            db.log
+                .range(from..=to)
+                .take(limit)
+                .map(|item| {
+                    let (k, v) = item.map_err(storage("read"))?;
+                    Ok((decode(seq_of(&k), &v)?, v.to_vec()))
+                })
+                .collect()
+        })
+    }
+
+    /// The hash of the event at `seq` (`None` for seq 0): the tip kept in
+    /// memory when it is that seq's, else read from the stored event.
+    /// Called with `next_seq` held.
+    fn tip_at(&self, db: &LogDb, seq: u64) -> Result<Option<EventHash>, LogError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        if let Some((s, h)) = *self.inner.tip.lock().unwrap_or_else(|p| p.into_inner())
+            && s == seq
+        {
+            return Ok(Some(h));
+        }
+        let bytes = db.log.get(seq.to_be_bytes()).map_err(storage("read"))?.ok_or_else(|| LogError::Corrupt {
+            seq,
+            detail: "missing, although the log goes on after it".into(),
+        })?;
+        let seal = Seal::of_bytes(&bytes).map_err(|e| LogError::Corrupt { seq, detail: e.to_string() })?;
+        Ok(Some(seal.hash))
     }
 
     /// Highest recorded seq: every event up to it is durable. 0 when empty.

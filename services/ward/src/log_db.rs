@@ -54,6 +54,8 @@ pub(crate) struct LogDb {
     pub(crate) ids: sled::Tree,
     pub(crate) meta: sled::Tree,
     pub(crate) identity: sled::Tree,
+    /// Consent withdrawals, append-only, never replicated (`identity.rs`).
+    pub(crate) consent: sled::Tree,
     /// The last seq in the log when it was opened (all durable).
     pub(crate) last_seq: u64,
     /// Set by the first failed write; a failed flush counts too (`commit`).
@@ -83,7 +85,7 @@ impl LogDb {
         })?;
         let storage = |action: &'static str| move |e: sled::Error| LogError::Storage { action, detail: e.to_string() };
         let tree = |name: &str| db.open_tree(name).map_err(storage("open"));
-        let (log, ids, meta, identity) = (tree("log")?, tree("ids")?, tree("meta")?, tree("identity")?);
+        let (log, ids, meta, identity, consent) = (tree("log")?, tree("ids")?, tree("meta")?, tree("identity")?, tree("consent")?);
 
         let expected = ward_key(ward);
         match meta.get(WARD).map_err(storage("read"))? {
@@ -115,7 +117,7 @@ impl LogDb {
         })?;
         let commit = GroupCommit::start(format!("ward-log-flusher-{}", ward.ward), db.clone(), files, last_seq)
             .map_err(|e| LogError::Storage { action: "start the flusher of", detail: e.to_string() })?;
-        Ok(LogDb { commit, log, ids, meta, identity, last_seq, broken: Mutex::new(None) })
+        Ok(LogDb { commit, log, ids, meta, identity, consent, last_seq, broken: Mutex::new(None) })
     }
 
     /// Why this handle may no longer be written to, if it may not.

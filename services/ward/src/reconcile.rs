@@ -61,12 +61,43 @@
 //! "held behind a gap" shows it.
 //!
 //! Skipped while `acked_seq` is 0: the stream cannot have lost anything of
-//! this ward. Cost: one or two requests per connection, none per event; up
-//! to [`crate::sync_state::MAX_ACK_MARKS`] more only after a loss.
+//! this ward. Cost: two to three requests per connection, none per event; a
+//! few per [`crate::sync_state::MAX_ACK_MARKS`] more only after a loss.
+//!
+//! # Reading the stream with a ward's rights only
+//!
+//! A ward's NATS identity (SECURITY.md, deploy/nats/secure/) may read
+//! nothing of other wards, so it cannot use `$JS.API.STREAM.MSG.GET`: that
+//! request names the sequence in its body, which permissions cannot check,
+//! and returns whatever message is there. The two reads above go instead
+//! through what the server can confine to the ward's own subjects:
+//!
+//! - "the message at stream position N" (step 1, and the older marks): the
+//!   ward's *probe consumer* `ward-<ward>-probe`, a durable pull consumer
+//!   the town creates on its stream with this ward's subjects as its filter
+//!   (`services/town/src/stream.rs`). The ward checks it exists (consumer
+//!   info, once), resets it to N (`$JS.API.CONSUMER.RESET`, nats-server
+//!   ≥ 2.14) and pulls one message:
+//!   the first of its own messages at or after N. It is "the event at N"
+//!   only if its stream sequence is N.
+//! - "the newest message on this ward's subjects" (step 2): direct get by
+//!   subject, `$JS.API.DIRECT.GET.<stream>.<ward filter>`, whose filter is in
+//!   the subject (the stream allows direct gets; the town sets that too).
+//!
+//! A stream without the probe consumer or without direct gets (a town from
+//! before them, a stream made by hand in a test) is read with
+//! `$JS.API.STREAM.MSG.GET` as before; a ward identity of the secure
+//! configuration is refused that, so there reconciliation waits for the
+//! town to have set its stream up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageError, LastRawMessageErrorKind, Stream};
+use async_nats::{StatusCode, jetstream};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use treem_proto::subject;
 
@@ -103,27 +134,23 @@ pub(crate) async fn reconcile(log: &WardLog, js: &Context, stream: &str) -> Resu
         return Ok(Reconciled { stream_seq: None, rewound_from: None });
     }
     let w = log.ward();
-    let failed = |detail: String| SyncError::Reconcile { stream: stream.into(), detail };
-    let not_found = |e: &async_nats::jetstream::stream::LastRawMessageError| -> Result<(), SyncError> {
-        match e.kind() {
-            LastRawMessageErrorKind::NoMessageFound => Ok(()),
-            LastRawMessageErrorKind::JetStream(js_err) if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                Err(SyncError::NoStream { stream: stream.into() })
-            }
-            _ => Err(failed(e.to_string())),
-        }
+    let reader = Reader {
+        js,
+        handle: js.get_stream_no_info(stream).await.map_err(|e| SyncError::Reconcile { stream: stream.into(), detail: e.to_string() })?,
+        stream,
+        ward: &w.ward,
+        filter: subject::ward_events_filter(&w.province, &w.town, &w.ward),
+        probe: subject::ward_probe_consumer(&w.ward),
+        legacy: AtomicBool::new(false),
+        probe_found: AtomicBool::new(false),
     };
-    let handle = js.get_stream_no_info(stream).await.map_err(|e| failed(e.to_string()))?;
     // Whether the stream still holds the event of `mark` where it was acked,
     // which proves the prefix `1..=mark.seq` survived (a tail loss).
     let holds = async |mark: AckMark| -> Result<bool, SyncError> {
         if mark.stream_seq == 0 {
             return Ok(false);
         }
-        match handle.get_raw_message(mark.stream_seq).await {
-            Ok(m) => Ok(ward_seq_of(&m.payload, &w.ward) == Some(mark.event_seq)),
-            Err(e) => not_found(&e).map(|()| false),
-        }
+        Ok(reader.own_at(mark.stream_seq).await? == Some(mark.event_seq))
     };
 
     let marks = log.ack_marks()?;
@@ -135,16 +162,13 @@ pub(crate) async fn reconcile(log: &WardLog, js: &Context, stream: &str) -> Resu
         return Ok(Reconciled { stream_seq: Some(acked), rewound_from: None });
     }
 
-    let filter = subject::ward_events_filter(&w.province, &w.town, &w.ward);
-    let newest = match handle.get_last_raw_message_by_subject(&filter).await {
-        Ok(m) => match ward_seq_of(&m.payload, &w.ward) {
-            Some(seq) => Some(seq),
-            None => {
-                tracing::warn!(ward = %w.ward, stream_sequence = m.sequence, "the newest message on this ward's subjects is not an envelope of this ward; cannot check what the stream holds");
-                return Ok(Reconciled { stream_seq: None, rewound_from: None });
-            }
-        },
-        Err(e) => not_found(&e).map(|()| None)?,
+    let newest = match reader.newest().await? {
+        Some((_, Some(seq))) => Some(seq),
+        Some((stream_sequence, None)) => {
+            tracing::warn!(ward = %w.ward, stream_sequence, "the newest message on this ward's subjects is not an envelope of this ward; cannot check what the stream holds");
+            return Ok(Reconciled { stream_seq: None, rewound_from: None });
+        }
+        None => None,
     };
     let stream_seq = match (newest, acked_mark) {
         (None, _) => 0,
@@ -182,4 +206,119 @@ pub(crate) async fn reconcile(log: &WardLog, js: &Context, stream: &str) -> Resu
     );
     let rewound_from = log.rewind_acked(stream_seq, &reason).await?;
     Ok(Reconciled { stream_seq: Some(stream_seq), rewound_from })
+}
+
+/// How long a pull from the probe consumer may take.
+const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads what the town's stream holds of this ward (see "Reading the stream
+/// with a ward's rights only").
+struct Reader<'a> {
+    js: &'a Context,
+    handle: Stream<()>,
+    stream: &'a str,
+    ward: &'a str,
+    /// This ward's subjects, `treem.v1.events.<p>.<t>.<ward>.>`.
+    filter: String,
+    /// This ward's probe consumer on the stream.
+    probe: String,
+    /// The stream has no probe consumer or no direct get: use MSG.GET.
+    legacy: AtomicBool,
+    /// The probe consumer was found (asked once per reconciliation).
+    probe_found: AtomicBool,
+}
+
+impl Reader<'_> {
+    fn failed(&self, detail: String) -> SyncError {
+        SyncError::Reconcile { stream: self.stream.into(), detail }
+    }
+
+    fn fall_back(&self, why: &str) {
+        if !self.legacy.swap(true, Ordering::Relaxed) {
+            tracing::debug!(ward = %self.ward, stream = %self.stream, why, "reading the town's stream with STREAM.MSG.GET (a ward identity of the secure NATS setup may not)");
+        }
+    }
+
+    /// Maps "no such message" to `Ok(())` and "no such stream" to `NoStream`.
+    fn not_found(&self, e: &LastRawMessageError) -> Result<(), SyncError> {
+        match e.kind() {
+            LastRawMessageErrorKind::NoMessageFound => Ok(()),
+            LastRawMessageErrorKind::JetStream(js_err) if js_err.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                Err(SyncError::NoStream { stream: self.stream.into() })
+            }
+            _ => Err(self.failed(e.to_string())),
+        }
+    }
+
+    /// The seq of this ward's event at stream position `at`, if the stream
+    /// holds one of this ward's envelopes exactly there.
+    async fn own_at(&self, at: u64) -> Result<Option<u64>, SyncError> {
+        if !self.legacy.load(Ordering::Relaxed) && !self.probe_found.load(Ordering::Relaxed) {
+            // Asked first because nats-server (2.15) does not answer a reset
+            // of a consumer that does not exist.
+            match self.handle.consumer_info(&self.probe).await {
+                Ok(_) => self.probe_found.store(true, Ordering::Relaxed),
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => self.fall_back("no probe consumer"),
+                Err(e) if e.kind() == ConsumerInfoErrorKind::StreamNotFound => {
+                    return Err(SyncError::NoStream { stream: self.stream.into() });
+                }
+                Err(e) => return Err(self.failed(format!("info of the probe consumer {}: {e}", self.probe))),
+            }
+        }
+        if !self.legacy.load(Ordering::Relaxed) {
+            self.handle
+                .reset_consumer(&self.probe, Some(at))
+                .await
+                .map_err(|e| self.failed(format!("reset of the probe consumer {}: {e}", self.probe)))?;
+            return self.pull_probe(at).await;
+        }
+        match self.handle.get_raw_message(at).await {
+            Ok(m) => Ok(ward_seq_of(&m.payload, self.ward)),
+            Err(e) => self.not_found(&e).map(|()| None),
+        }
+    }
+
+    /// Pulls the one message the probe consumer delivers after a reset to
+    /// `at`: the first of this ward's messages at or after `at`.
+    async fn pull_probe(&self, at: u64) -> Result<Option<u64>, SyncError> {
+        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", self.stream, self.probe);
+        let failed = |e: &dyn std::fmt::Display| self.failed(format!("pull from the probe consumer {}: {e}", self.probe));
+        // Not `Client::request`: a pulled message arrives with its own
+        // subject, not the inbox's, so only a subscription of its own sees it.
+        let client = self.js.client();
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| failed(&e))?;
+        client.publish_with_reply(subject, inbox, r#"{"batch":1,"no_wait":true}"#.into()).await.map_err(|e| failed(&e))?;
+        let reply = match tokio::time::timeout(PULL_TIMEOUT, replies.next()).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Err(failed(&"the subscription ended")),
+            Err(_) => return Err(failed(&format!("no answer within {PULL_TIMEOUT:?}"))),
+        };
+        if reply.status.is_some_and(|s| s != StatusCode::OK) {
+            // 404 "no messages": nothing of this ward at or after `at`.
+            return Ok(None);
+        }
+        let message = jetstream::Message { message: reply, context: self.js.clone() };
+        let info = message.info().map_err(|e| self.failed(format!("a message from the probe consumer without metadata: {e}")))?;
+        Ok(if info.stream_sequence == at { ward_seq_of(&message.payload, self.ward) } else { None })
+    }
+
+    /// The newest message on this ward's subjects: its stream sequence and,
+    /// if it is an envelope of this ward, its seq.
+    async fn newest(&self) -> Result<Option<(u64, Option<u64>)>, SyncError> {
+        if !self.legacy.load(Ordering::Relaxed) {
+            match self.handle.direct_get_last_for_subject(&self.filter).await {
+                Ok(m) => return Ok(Some((m.sequence, ward_seq_of(&m.payload, self.ward)))),
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::ErrorResponse(s, _) if s == StatusCode::NO_RESPONDERS) => {
+                    self.fall_back("no direct get on the stream")
+                }
+                Err(e) => return Err(self.failed(format!("direct get of the newest message on {}: {e}", self.filter))),
+            }
+        }
+        match self.handle.get_last_raw_message_by_subject(&self.filter).await {
+            Ok(m) => Ok(Some((m.sequence, ward_seq_of(&m.payload, self.ward)))),
+            Err(e) => self.not_found(&e).map(|()| None),
+        }
+    }
 }

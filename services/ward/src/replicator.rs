@@ -31,8 +31,9 @@
 //! - Recording never waits for the network: the replicator is woken by the
 //!   log after each append, and otherwise looks again every
 //!   [`IDLE_POLL`].
-//! - It only ever reads durable events ([`WardLog::read_from`]), so nothing
-//!   leaves the ward that a crash could take back.
+//! - It only ever reads durable events ([`WardLog::read_stored_from`]), so
+//!   nothing leaves the ward that a crash could take back; and it publishes
+//!   each event's stored bytes unchanged, as the ward signed them.
 //!
 //! # What an acknowledgement means
 //!
@@ -81,6 +82,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ReplicatorConfig {
     pub nats_url: String,
+    /// The ward's NATS identity and TLS (empty: none).
+    pub nats_auth: treem_auth::nats::ClientAuth,
     pub max_in_flight: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -112,7 +115,20 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
     let connected = Arc::new(Notify::new());
     let client = loop {
         let on_event = connected.clone();
-        let connect = async_nats::ConnectOptions::new()
+        let options = match config.nats_auth.apply(async_nats::ConnectOptions::new()) {
+            Ok(options) => options,
+            Err(e) => {
+                // Checked at start (Config::validate); a seed file removed or
+                // made readable by others since then lands here.
+                tracing::error!(%ward, error = %e, "cannot use the NATS credentials; events stay queued in the ward");
+                let _ = log.set_sync_error(&format!("cannot use the NATS credentials: {e}"), chrono::Utc::now());
+                if wait_or_stop(&mut shutdown, config.backoff_max).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let connect = options
             .name(format!("treem-ward-{ward}"))
             .event_callback(move |event| {
                 let on_event = on_event.clone();
@@ -190,6 +206,9 @@ pub async fn run(log: WardLog, config: ReplicatorConfig, mut shutdown: watch::Re
                     return Err(SyncError::Unreachable { url: config.nats_url.clone() });
                 }
             }
+            // Events recorded during the wait for a connection belong to
+            // this round too (one catch-up, not a stale range and another).
+            let to = log.last_seq();
             if must_reconcile {
                 // Read before asking: a reconnect during the request is
                 // checked again by the next round.
@@ -291,14 +310,15 @@ async fn publish_range(log: &WardLog, js: &Context, stream: &str, max_in_flight:
         loop {
             while in_flight.len() < max_in_flight && next <= to {
                 if buffer.is_empty() {
-                    buffer.extend(log.read_from(next - 1, READ_BATCH)?);
+                    // The stored bytes, exactly as signed (see `WardLog::read_stored_from`).
+                    buffer.extend(log.read_stored_from(next - 1, READ_BATCH)?);
                     if buffer.is_empty() {
                         break;
                     }
                 }
-                let env = buffer.pop_front().expect("buffer is not empty");
+                let (env, bytes) = buffer.pop_front().expect("buffer is not empty");
                 let seq = env.seq;
-                let publish = PublishMessage::build().payload(env.encode().into()).message_id(env.msg_id()).expected_stream(stream);
+                let publish = PublishMessage::build().payload(bytes.into()).message_id(env.msg_id()).expected_stream(stream);
                 let ack = js.send_publish(subject::event_subject(&env), publish).await.map_err(|e| classify(e.kind(), seq, stream, &e))?;
                 in_flight.push_back(async move { (seq, ack.await) });
                 next = seq + 1;

@@ -143,8 +143,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -161,7 +161,12 @@ fn main() -> ExitCode {
     let totals = totals(&reports);
     println!(
         "treem-soak: {} of {} runs passed; {} faults; {} events acknowledged, {} lost, {} applied twice",
-        totals["passed"], totals["runs"], totals["faults_total"], totals["events_acknowledged"], totals["events_lost"], totals["applied_twice"]
+        totals["passed"],
+        totals["runs"],
+        totals["faults_total"],
+        totals["events_acknowledged"],
+        totals["events_lost"],
+        totals["applied_twice"]
     );
     let document = json!({"totals": totals, "reports": reports});
     let text = serde_json::to_string_pretty(&document).expect("reports serialise");

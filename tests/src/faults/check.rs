@@ -111,6 +111,27 @@ pub async fn converged(rig: &Rig) -> Result<(), String> {
     Ok(())
 }
 
+/// The wards the town is behind on, with the first seq it waits for.
+pub async fn lagging_wards(rig: &Rig) -> Vec<(String, u64)> {
+    let Ok(town) = addr(rig, Service::Town).await else { return Vec::new() };
+    let Ok(sync) = get(&rig.http, format!("http://{town}/api/v1/sync")).await else { return Vec::new() };
+    let mut out = Vec::new();
+    for (i, code) in WARDS.iter().enumerate().take(rig.wards) {
+        let Ok(ward) = addr(rig, Service::Ward(i)).await else { continue };
+        let Ok(status) = get(&rig.http, format!("http://{ward}/api/v1/status")).await else { continue };
+        let last = status["last_seq"].as_u64().unwrap_or(0);
+        let applied = sync["wards"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["ward"] == *code))
+            .and_then(|w| w["last_seq_applied"].as_u64())
+            .unwrap_or(0);
+        if applied < last {
+            out.push((code.to_string(), applied + 1));
+        }
+    }
+    out
+}
+
 /// Case counts of one category in one year.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct CategoryCounts {
@@ -123,7 +144,9 @@ struct CategoryCounts {
 
 fn counts_of(response: &Value) -> BTreeMap<String, CategoryCounts> {
     let map = |v: &Value| -> BTreeMap<String, u64> {
-        v.as_object().map(|o| o.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).filter(|(_, n)| *n > 0).collect()).unwrap_or_default()
+        v.as_object()
+            .map(|o| o.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).filter(|(_, n)| *n > 0).collect())
+            .unwrap_or_default()
     };
     response["categories"]
         .as_object()
@@ -186,15 +209,19 @@ impl Model {
             Event::IndicatorObserved(o) => {
                 self.observations.insert((o.year, o.indicator.clone()), (o.numerator, o.denominator));
             }
-            Event::CaseOpened(c) => {
-                if self.cases.contains_key(&c.case_id) {
-                    self.refusals.push(refuse(format!("case {} opened twice", c.case_id)));
-                } else {
-                    let case =
-                        ModelCase { year: c.year, category: c.category, sex: c.sex, band: c.age_band, supports: Vec::new(), closed: None };
-                    self.cases.insert(c.case_id, case);
+            Event::CaseOpened(c) => match self.cases.entry(c.case_id) {
+                std::collections::btree_map::Entry::Occupied(_) => self.refusals.push(refuse(format!("case {} opened twice", c.case_id))),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(ModelCase {
+                        year: c.year,
+                        category: c.category,
+                        sex: c.sex,
+                        band: c.age_band,
+                        supports: Vec::new(),
+                        closed: None,
+                    });
                 }
-            }
+            },
             Event::CaseSupportRecorded(s) => match self.cases.get_mut(&s.case_id) {
                 Some(case) if s.year >= case.year => case.supports.push(s.year),
                 _ => self.refusals.push(refuse(format!("support for case {} which is not open or is older", s.case_id))),
@@ -355,11 +382,15 @@ async fn verify_into(rig: &Rig, ledgers: &[Ledger], v: &mut Verdict) -> Result<(
             let found = a.seq.checked_sub(1).and_then(|k| log.get(k as usize));
             let problem = match found {
                 None => Some(format!("acknowledged seq {} (id {}) is missing from the log", a.seq, a.id)),
-                Some(env) if env.id != a.id => Some(format!("log seq {} holds id {}, but the ward acknowledged id {} there", a.seq, env.id, a.id)),
+                Some(env) if env.id != a.id => {
+                    Some(format!("log seq {} holds id {}, but the ward acknowledged id {} there", a.seq, env.id, a.id))
+                }
                 Some(env) if !matches_expect(env, &a.expect) => {
                     Some(format!("log seq {} differs from what was acknowledged: {:?} vs {:?}", a.seq, env.event, a.expect))
                 }
-                Some(_) if a.seq > applied_to => Some(format!("acknowledged seq {} never applied at the town (applied up to {applied_to})", a.seq)),
+                Some(_) if a.seq > applied_to => {
+                    Some(format!("acknowledged seq {} never applied at the town (applied up to {applied_to})", a.seq))
+                }
                 Some(_) if parked_seqs.contains(&a.seq) => Some(format!("acknowledged seq {} was parked at the town", a.seq)),
                 Some(_) => None,
             };
@@ -416,7 +447,8 @@ async fn verify_into(rig: &Rig, ledgers: &[Ledger], v: &mut Verdict) -> Result<(
                 let t = town_cases_want.entry(cat.clone()).or_default();
                 t.total += want.total;
                 t.supported += want.supported;
-                for (m, w) in [(&mut t.by_status, &want.by_status), (&mut t.by_sex, &want.by_sex), (&mut t.by_age_band, &want.by_age_band)] {
+                for (m, w) in [(&mut t.by_status, &want.by_status), (&mut t.by_sex, &want.by_sex), (&mut t.by_age_band, &want.by_age_band)]
+                {
                     for (k, n) in w {
                         *m.entry(k.clone()).or_default() += n;
                     }

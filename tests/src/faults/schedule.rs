@@ -291,9 +291,7 @@ fn draw(rng: &mut SplitMix64, kind: &str, wards: usize) -> Fault {
             };
             Fault::Lossy { link, lossy, span: rng.duration_between(ms(1000), ms(8000)) }
         }
-        "redeliver" => {
-            Fault::Redeliver { events: 1 + rng.below(50) as u32, snapshots: rng.below(6) as u32, seed: rng.next_u64() }
-        }
+        "redeliver" => Fault::Redeliver { events: 1 + rng.below(50) as u32, snapshots: rng.below(6) as u32, seed: rng.next_u64() },
         other => unreachable!("unknown fault kind {other}"),
     }
 }
@@ -397,7 +395,11 @@ mod tests {
         let p = ScheduleParams { duration: short.duration, wards: short.wards, fault_every: short.fault_every };
         let steps = schedule(short.seed, &p);
         for kind in kinds() {
-            assert!(steps.iter().any(|s| s.fault.kind() == kind), "seed {} plans no {kind}; pick a seed that covers every kind", short.seed);
+            assert!(
+                steps.iter().any(|s| s.fault.kind() == kind),
+                "seed {} plans no {kind}; pick a seed that covers every kind",
+                short.seed
+            );
         }
     }
 

@@ -242,7 +242,7 @@ impl Rig {
         let upstream: SocketAddr = ([127, 0, 0, 1], nats.port()).into();
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs)?;
-        let mut rng = SplitMix64::new(seed ^ 0x5EED_0F_11_4E5);
+        let mut rng = SplitMix64::new(seed ^ 0x5EED_F00D);
         let mut links: Vec<Link> = (0..wards).map(Link::Ward).collect();
         links.extend([Link::Town, Link::Province]);
         let mut proxies = BTreeMap::new();
@@ -321,6 +321,9 @@ impl Rig {
         // (SECURITY.md): they get the test process's admin token.
         crate::auth::provision(&dir.join("town"));
         crate::auth::provision(&dir.join("province"));
+        // The wards' signing keys, registered at the town as an operator does.
+        let ward_dirs: Vec<(PathBuf, &str)> = WARDS.iter().take(wards).map(|w| (dir.join(format!("ward-{w}")), *w)).collect();
+        crate::provenance::provision(&dir.join("town"), &ward_dirs.iter().map(|(d, w)| (d.as_path(), *w)).collect::<Vec<_>>());
         let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).default_headers(crate::auth::headers()).build()?;
         let rig = Rig {
             dir: dir.to_path_buf(),
@@ -435,7 +438,10 @@ impl Rig {
         let state = match tokio::time::timeout(NATS_STEP, stream.info()).await {
             Ok(Ok(info)) => format!(
                 "stream {name}: first {} last {} messages {} deleted {}",
-                info.state.first_sequence, info.state.last_sequence, info.state.messages, info.state.deleted_count.unwrap_or(0)
+                info.state.first_sequence,
+                info.state.last_sequence,
+                info.state.messages,
+                info.state.deleted_count.unwrap_or(0)
             ),
             _ => format!("stream {name}: no info"),
         };
@@ -443,12 +449,62 @@ impl Rig {
         let consumer = match tokio::time::timeout(NATS_STEP, stream.consumer_info(&consumer)).await {
             Ok(Ok(c)) => format!(
                 "consumer {consumer}: delivered stream seq {} ack floor {} pending {} ack pending {} redelivered {} waiting {}",
-                c.delivered.stream_sequence, c.ack_floor.stream_sequence, c.num_pending, c.num_ack_pending, c.num_redelivered, c.num_waiting
+                c.delivered.stream_sequence,
+                c.ack_floor.stream_sequence,
+                c.num_pending,
+                c.num_ack_pending,
+                c.num_redelivered,
+                c.num_waiting
             ),
             Ok(Err(e)) => format!("consumer {consumer}: {e}"),
             Err(_) => format!("consumer {consumer}: timed out"),
         };
         format!("{state}; {consumer}")
+    }
+
+    /// Where ward `ward`'s event `seq` is in the town's stream, if anywhere
+    /// (for the report of a run where the town waits for it): scans the
+    /// ward's subject with an ephemeral consumer.
+    pub async fn locate(&self, ward: &str, seq: u64) -> String {
+        let js = jetstream::new(self.client.clone());
+        let name = subject::town_events_stream(PROVINCE, TOWN);
+        let scan = async {
+            let stream = js.get_stream(&name).await.map_err(|e| e.to_string())?;
+            let consumer = stream
+                .create_consumer(jetstream::consumer::pull::Config {
+                    filter_subject: subject::ward_events_filter(PROVINCE, TOWN, ward),
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ack_policy: jetstream::consumer::AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(60),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut found = Vec::new();
+            loop {
+                let mut batch =
+                    consumer.fetch().max_messages(1000).expires(Duration::from_secs(1)).messages().await.map_err(|e| e.to_string())?;
+                let mut got = 0;
+                let mut pending = 0;
+                while let Some(Ok(m)) = futures::StreamExt::next(&mut batch).await {
+                    got += 1;
+                    let info = m.info().map_err(|e| e.to_string())?;
+                    pending = info.pending;
+                    if treem_proto::Envelope::decode(&m.payload).is_ok_and(|env| env.seq == seq) {
+                        found.push(info.stream_sequence);
+                    }
+                }
+                if got == 0 || pending == 0 {
+                    return Ok::<_, String>(found);
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(60), scan).await {
+            Ok(Ok(found)) if found.is_empty() => format!("ward {ward} seq {seq} is NOT in stream {name}"),
+            Ok(Ok(found)) => format!("ward {ward} seq {seq} is in stream {name} at stream seq {found:?}"),
+            Ok(Err(e)) => format!("cannot scan stream {name} for ward {ward} seq {seq}: {e}"),
+            Err(_) => format!("scanning stream {name} for ward {ward} seq {seq} timed out"),
+        }
     }
 
     /// Copies nats-server's logs and store into the run directory (kept

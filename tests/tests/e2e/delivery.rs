@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use async_nats::jetstream;
 use bytes::Bytes;
 use serde_json::Value;
-use treem_proto::catalogue::Catalogue;
 use treem_proto::event::{Envelope, Event, IndicatorObserved, SCHEMA_VERSION};
-use treem_proto::hierarchy::Hierarchy;
 use treem_proto::subject;
 use treem_tests::wait_for;
 use uuid::Uuid;
@@ -36,6 +34,8 @@ fn event(ward: &str, seq: u64, numerator: u64) -> Envelope {
             denominator: Some(1000),
             source: "health_centre".into(),
         }),
+        prev: None,
+        sig: None,
     }
 }
 
@@ -59,7 +59,9 @@ async fn duplicates_and_reordering_apply_once_in_ward_order_across_town_restart(
 
     // Ward 25320: seqs 1..=40, each numerator = seq, so the last applied
     // value shows which event won; delivered shuffled and duplicated.
-    let events: Vec<Envelope> = (1..=40).map(|s| event("25320", s, s)).collect();
+    // Signed and chained by the ward's key, as the ward would.
+    let mut signer = sys.signer("25320");
+    let events: Vec<Envelope> = (1..=40).map(|s| signer.signed(event("25320", s, s))).collect();
     let mut order: Vec<usize> = (0..40).rev().step_by(3).collect(); // 39, 36, …: ahead of gaps
     order.extend([0, 0, 1, 5, 5]);
     for &i in &order {
@@ -109,12 +111,7 @@ async fn duplicates_and_reordering_apply_once_in_ward_order_across_town_restart(
         async move { (store.stream_seq() >= last).then_some(()) }
     })
     .await;
-    let ctx = treem_town::fold::Ctx {
-        province: "70".into(),
-        town: "690".into(),
-        hierarchy: Hierarchy::shipped(),
-        catalogue: Catalogue::shipped(),
-    };
+    let ctx = treem_town::fold::Ctx::from_config(&sys.town_config()).unwrap();
     let wards: Vec<String> = WARDS.map(String::from).to_vec();
     let (rebuilt, read) = treem_town::rebuild::rebuild_into(&js, &sys.town_config(), &ctx, &sys.path("rebuilt")).await.unwrap();
     assert_eq!(read, last);

@@ -352,6 +352,8 @@ async fn a_full_disk_refuses_records_and_recovers_when_space_returns() {
     let mut config = sys.ward_config(WARD);
     config.data_dir = disk.path.join("ward");
     config.min_free_bytes = 0;
+    // The ward lives on the small disk: its key, registered at the town, too.
+    treem_tests::provenance::provision(&sys.path("town"), &[(&config.data_dir, WARD)]);
     let ward = treem_ward::start(config.clone()).await.expect("ward starts");
 
     let mut recorded = Vec::new();

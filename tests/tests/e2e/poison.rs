@@ -38,6 +38,8 @@ fn envelope(ward: &str, seq: u64, event: Event) -> Envelope {
         recorded_at: chrono::Utc::now(),
         author: "test".into(),
         event,
+        prev: None,
+        sig: None,
     }
 }
 
@@ -167,19 +169,22 @@ async fn poison_is_parked_with_its_reason_dead_lettered_and_replayed_once_fixed(
     let mut schema99: Value = serde_json::from_slice(&observed("25320", 3, "2", 999, 1000).encode()).unwrap();
     schema99["schema"] = json!(99);
     let impostor = observed("25324", 1, "2", 777, 1000);
-    let stranger = observed("25336", 1, "2", 400, 1000);
+    // Signed by its ward: once the hierarchy knows the ward, it applies.
+    let stranger = sys.signer("25336").signed(observed("25336", 1, "2", 400, 1000));
+    let (mut s25320, mut s25324) = (sys.signer("25320"), sys.signer("25324"));
     let poison: Vec<(String, Vec<u8>, &str)> = vec![
         (ward_subject("25320"), b"{\"schema\":2,\"oops\"".to_vec(), "not valid JSON"),
         (ward_subject("25320"), serde_json::to_vec(&schema99).unwrap(), "newer than this node understands"),
         (ward_subject("25320"), impostor.encode(), "only its own"),
         (subject::event_subject(&stranger), stranger.encode(), "\"25336\" is not in town"),
     ];
-    publish(&js, ward_subject("25320"), observed("25320", 1, "2", 100, 1000).encode()).await;
+    publish(&js, ward_subject("25320"), s25320.signed(observed("25320", 1, "2", 100, 1000)).encode()).await;
     for (i, (subject, payload, _)) in poison.iter().enumerate() {
         publish(&js, subject.clone(), payload.clone()).await;
-        publish(&js, ward_subject("25320"), observed("25320", i as u64 + 2, "2", 100 * (i as u64 + 2), 1000).encode()).await;
+        let good = s25320.signed(observed("25320", i as u64 + 2, "2", 100 * (i as u64 + 2), 1000));
+        publish(&js, ward_subject("25320"), good.encode()).await;
     }
-    publish(&js, ward_subject("25324"), observed("25324", 1, "2", 50, 1000).encode()).await;
+    publish(&js, ward_subject("25324"), s25324.signed(observed("25324", 1, "2", 50, 1000)).encode()).await;
 
     // Never blocked: every good event behind the poison is applied, in order.
     let w = sys.town_applied(&town, "25320", 5).await;
@@ -293,8 +298,11 @@ async fn events_refused_by_the_rules_consume_their_seq_and_replay_once_without_m
     // yet, then one it knows. Ward 25324 records support for a case before
     // the case's opening reaches the town (refused: the case is not open).
     let case_id = Uuid::now_v7();
-    let newer = observed("25320", 1, "16", 450, 500);
-    let support = envelope("25324", 1, Event::CaseSupportRecorded(CaseSupportRecorded { case_id, year: 2024, support: "medical".into() }));
+    let (mut s25320, mut s25324) = (sys.signer("25320"), sys.signer("25324"));
+    let newer = s25320.signed(observed("25320", 1, "16", 450, 500));
+    let second = s25320.signed(observed("25320", 2, "2", 100, 1000));
+    let support =
+        s25324.signed(envelope("25324", 1, Event::CaseSupportRecorded(CaseSupportRecorded { case_id, year: 2024, support: "medical".into() })));
     let opened = envelope(
         "25324",
         2,
@@ -307,7 +315,8 @@ async fn events_refused_by_the_rules_consume_their_seq_and_replay_once_without_m
             age_band: AgeBand::From5To10,
         }),
     );
-    for e in [&newer, &observed("25320", 2, "2", 100, 1000), &support, &opened] {
+    let opened = s25324.signed(opened);
+    for e in [&newer, &second, &support, &opened] {
         publish(&js, subject::event_subject(e), e.encode()).await;
     }
     for ward in ["25320", "25324"] {

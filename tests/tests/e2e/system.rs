@@ -7,6 +7,13 @@
 //! process's admin token ([`treem_tests::auth`]) to the town and province
 //! data dirs, and `http` (so [`System::get`] and [`System::post`]) sends it
 //! with every request.
+//!
+//! The town refuses events of wards whose signing key it has not
+//! registered: [`System::new`] makes a key in each ward's data directory
+//! (`ward-<code>`) and registers them all in the town's keys file
+//! ([`treem_tests::provenance`]). A scenario that puts a ward elsewhere
+//! calls `treem_tests::provenance::provision` for it; one that publishes
+//! events by hand signs them with [`System::signer`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,11 +38,19 @@ impl System {
         let dir = tempfile::tempdir().expect("temp dir");
         treem_tests::auth::provision(&dir.path().join("town"));
         treem_tests::auth::provision(&dir.path().join("province"));
+        let ward_dirs: Vec<(PathBuf, &str)> = WARDS.iter().map(|w| (dir.path().join(format!("ward-{w}")), *w)).collect();
+        let wards: Vec<(&std::path::Path, &str)> = ward_dirs.iter().map(|(d, w)| (d.as_path(), *w)).collect();
+        treem_tests::provenance::provision(&dir.path().join("town"), &wards);
         System { dir, nats: NatsServer::start().await, http: treem_tests::auth::client() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Signs envelopes as `ward` does (for events published by hand).
+    pub fn signer(&self, ward: &str) -> treem_tests::provenance::WardSigner {
+        treem_tests::provenance::WardSigner::of(&self.path(&format!("ward-{ward}")), ward)
     }
 
     pub fn town_config(&self) -> treem_town::Config {

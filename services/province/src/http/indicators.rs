@@ -1,6 +1,12 @@
 //! `GET /api/v1/indicators?year=2025[&town=690][&code=4a]`: every indicator
 //! (or one) judged against its target, for the whole province (sum over
 //! towns, see [`crate::rollup`]) or for one town (its own snapshot).
+//!
+//! Each indicator is the proto `IndicatorProgress` plus `"suppressed"`: when
+//! `true`, a town withheld the figure as a small sensitive count (abuse,
+//! child marriage, HIV), so `numerator` and `value` are `null` — never 0 —
+//! and `suppressed_by` names the towns; a province total with any withheld
+//! part is suppressed too (the province cannot add what it never received).
 
 use std::collections::BTreeSet;
 
@@ -8,10 +14,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use treem_proto::judge::IndicatorProgress;
 
 use super::{ApiError, AppState, params};
-use crate::rollup;
+use crate::rollup::{self, Shown};
 
 #[derive(Debug, Deserialize)]
 pub struct IndicatorsQuery {
@@ -41,7 +46,7 @@ pub struct IndicatorsResponse {
     pub version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub produced_at: Option<DateTime<Utc>>,
-    pub indicators: Vec<IndicatorProgress>,
+    pub indicators: Vec<Shown>,
 }
 
 pub async fn get(State(state): State<AppState>, Query(q): Query<IndicatorsQuery>) -> Result<Json<IndicatorsResponse>, ApiError> {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The dashboard's threshold for a silent town (config `silent_after_days`).
+    pub silent_after_days: u32,
 }
 
 impl AppState {
@@ -74,6 +76,8 @@ pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
         .merge(viewer)
         .merge(officer)
         .merge(admin)
+        // The web pages (dashboard, sign-in) are `crate::web`'s.
+        .merge(crate::web::router(state.clone(), auth))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!(
                 "no endpoint {uri}; try /health, /metrics, /api/v1/indicators?year=2025, /api/v1/cases?year=2025, /api/v1/sync, /api/v1/parked"

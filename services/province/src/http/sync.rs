@@ -23,6 +23,10 @@ pub struct TownSync {
     pub years: BTreeSet<u16>,
     /// Messages on the town's subject that were parked.
     pub parked: u64,
+    /// The small-count threshold the town applied to its latest snapshot
+    /// (sensitive counts below it withheld); `0`: a town that withholds
+    /// nothing (older version, or `suppress_below` ≤ 1). `null` if none yet.
+    pub suppress_below: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +60,7 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<SyncResponse>, Ap
                 produced_at: latest.map(|s| s.produced_at),
                 years: mine.iter().map(|s| s.year).collect(),
                 parked: parked.remove(&Some(t.code.clone())).unwrap_or(0),
+                suppress_below: latest.map(|s| s.suppressed.below),
             }
         })
         .collect();

@@ -126,6 +126,7 @@ pub fn province_config(data_dir: &Path, nats_url: &str) -> Config {
         hierarchy_file: Some(testdata("hierarchy.json")),
         catalogue_file: None,
         auth: true,
+        ..Default::default()
     }
 }
 
@@ -158,6 +159,7 @@ pub fn snapshot(town: &str, year: u16, version: u64, indicators: &[(&str, Fracti
         indicators: indicators.iter().map(|(c, f)| (c.to_string(), *f)).collect(),
         wards: Default::default(),
         cases_counted: cases.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        suppressed: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! | routes | role | audited |
 //! | --- | --- | --- |
 //! | `/health`, `/metrics` (no case data) | none | no |
-//! | `/api/v1/indicators`, `/api/v1/sync` | viewer | no |
+//! | `/api/v1/indicators`, `/api/v1/sync`, `/api/v1/stipend` | viewer | no |
 //! | `/api/v1/cases` (case summaries) | officer | every request |
 //! | `/api/v1/parked…` (raw events) and replay | admin | every request |
 
@@ -15,6 +15,7 @@ mod error;
 mod health;
 mod indicators;
 pub mod parked;
+mod stipend;
 mod sync;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub fn router(shared: Arc<Shared>, auth: Arc<Auth>) -> Router {
     let viewer = Router::new()
         .route("/api/v1/indicators", get(indicators::list))
         .route("/api/v1/sync", get(sync::status))
+        .route("/api/v1/stipend", get(stipend::get))
         .route_layer(from_fn_with_state(auth.require(Role::Viewer), treem_auth::guard));
     let officer = Router::new()
         .route("/api/v1/cases", get(cases::summary))
@@ -42,7 +44,8 @@ pub fn router(shared: Arc<Shared>, auth: Arc<Auth>) -> Router {
         .route("/api/v1/parked/{n}", get(parked::show))
         .route("/api/v1/parked/{n}/replay", post(parked::replay))
         .route_layer(from_fn_with_state(auth.require(Role::Admin).audited(), treem_auth::guard));
-    open.merge(viewer).merge(officer).merge(admin).with_state(shared)
+    // The web pages (dashboard, reports, sign-in) are `crate::web`'s.
+    open.merge(viewer).merge(officer).merge(admin).with_state(shared.clone()).merge(crate::web::router(shared, auth))
 }
 
 /// A year from a query, checked against the plan period.

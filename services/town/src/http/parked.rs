@@ -152,7 +152,9 @@ pub async fn replay(
     let n = number(path)?;
     let rec = record(&shared, n)?;
     let cmd = ReplayCommand::for_record(n, &rec, chrono::Utc::now(), &caller.attribution());
-    // Would it take effect now? If not, say why and publish nothing.
+    // Would it take effect now? If not, say why and publish nothing. (With
+    // the ward keys as the file has them now: a key just registered counts.)
+    shared.ctx.provenance.refresh();
     let (store, ctx, check) = (shared.store.clone(), shared.ctx.clone(), cmd.clone());
     tokio::task::spawn_blocking(move || replay::dry_run(&store.tree, &ctx, &check))
         .await

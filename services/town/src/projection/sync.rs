@@ -1,5 +1,6 @@
 //! Sync status per ward: last seq applied, when its newest event was
-//! recorded, lag, events held behind a gap, and parked messages. "Synced"
+//! recorded, lag, events held behind a gap, parked messages and messages
+//! refused for their provenance (forged, altered, replayed). "Synced"
 //! is never claimed without these figures (DESIGN.md §9).
 
 use chrono::{DateTime, Utc};
@@ -23,6 +24,11 @@ pub struct WardSync {
     pub held: u64,
     /// The first missing seq range, if events are held: [from, to].
     pub gap: Option<(u64, u64)>,
+    /// Messages for this ward refused for their provenance: a signature
+    /// that does not verify, an unsigned copy, a different event at a seq
+    /// already taken, a broken hash chain (`crate::provenance`). Each is in
+    /// the parked messages with its reason; none used up a seq.
+    pub provenance_failures: u64,
 }
 
 pub fn ward_sync<K: Kv + KvScan>(kv: &K, ward: &str, name: &str, now: DateTime<Utc>) -> WardSync {
@@ -40,5 +46,6 @@ pub fn ward_sync<K: Kv + KvScan>(kv: &K, ward: &str, name: &str, now: DateTime<U
         parked: info.parked,
         held: held.len() as u64,
         gap,
+        provenance_failures: info.provenance_failures,
     }
 }

@@ -8,9 +8,9 @@ use treem_proto::{Envelope, Event};
 
 use crate::HTTP_ADDR_FILE;
 use crate::config::Config;
-use crate::http::cases::{CaseOpenedResponse, OpenCaseRequest};
+use crate::http::cases::{CaseIdentity, CaseOpenedResponse, OpenCaseRequest, WithdrawConsentRequest};
 use crate::http::events::{Recorded, request_body};
-use crate::identity::{self, OpenCase};
+use crate::identity::{self, ConsentWithdrawal, IdentityError, OpenCase};
 use crate::log::{LogError, LogStatus, WardLog};
 
 /// Where commands go: the log itself, or the running node that holds it.
@@ -20,11 +20,13 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    pub(crate) fn open(config: &Config) -> anyhow::Result<Backend> {
+    pub(crate) async fn open(config: &Config) -> anyhow::Result<Backend> {
         config.validate()?;
         match WardLog::open(&config.data_dir, config.ward_path(), Catalogue::shipped()) {
             Ok(log) => {
                 log.set_min_free_bytes(config.min_free_bytes);
+                // As at `serve`: finish what a crash interrupted in the register.
+                identity::recover(&log).await?;
                 Ok(Backend::Local(log))
             }
             Err(LogError::Locked { dir }) => {
@@ -79,6 +81,28 @@ impl Backend {
             Backend::Remote { client, base } => {
                 let req = OpenCaseRequest::new(Some(author.to_owned()), case);
                 self.call(client.post(format!("{base}/api/v1/cases")).json(&req)).await
+            }
+        }
+    }
+
+    /// The child's identity of a case (decrypted with the case's key).
+    pub(crate) async fn show_case(&self, case_id: uuid::Uuid) -> anyhow::Result<CaseIdentity> {
+        match self {
+            Backend::Local(log) => match identity::identity_of(log, case_id)? {
+                Some(identity) => Ok(CaseIdentity { case_id, identity }),
+                None => Err(IdentityError::UnknownCase { case_id }.into()),
+            },
+            Backend::Remote { client, base } => self.call(client.get(format!("{base}/api/v1/cases/{case_id}"))).await,
+        }
+    }
+
+    /// Withdraws consent: erases the child's identity for good.
+    pub(crate) async fn withdraw_consent(&self, case_id: uuid::Uuid, author: &str, reason: &str) -> anyhow::Result<ConsentWithdrawal> {
+        match self {
+            Backend::Local(log) => Ok(identity::withdraw_consent(log, case_id, author, reason).await?),
+            Backend::Remote { client, base } => {
+                let req = WithdrawConsentRequest { author: Some(author.to_owned()), reason: reason.to_owned() };
+                self.call(client.post(format!("{base}/api/v1/cases/{case_id}/withdraw-consent")).json(&req)).await
             }
         }
     }

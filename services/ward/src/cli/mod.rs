@@ -1,4 +1,5 @@
 //! The `treem-ward` command line: one command per event kind, CSV import,
+//! the signing key (`keys`),
 //! status and log, `serve` and `check-config`.
 //!
 //! sled lets one process open a database. When `treem-ward serve` is
@@ -20,6 +21,7 @@ use treem_proto::event::{
 use uuid::Uuid;
 
 mod backend;
+pub mod keys;
 
 use backend::Backend;
 
@@ -78,6 +80,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The ward's signing key: make it, show it (--public: for the town), rotate it.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -167,6 +172,20 @@ pub enum CaseCmd {
         case_id: Uuid,
         #[arg(long)]
         year: u16,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show the child's identity of a case (officers only; it never leaves this ward).
+    Show {
+        #[arg(long)]
+        case_id: Uuid,
+    },
+    /// Withdraw consent (Decree 13/2023, Law 91/2025): erase the child's identity for good.
+    /// The case's anonymous events and counts stay; the identity cannot be recovered afterwards.
+    Forget {
+        #[arg(long)]
+        case_id: Uuid,
+        /// Who asked, on which document (never the child's name or address).
         #[arg(long)]
         reason: String,
     },
@@ -272,6 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let author = cli.author.clone().unwrap_or_else(|| config.author.clone());
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Keys(cmd) => keys::run(&config, cmd),
         Command::CheckConfig => {
             config.validate()?;
             let h = config.hierarchy()?;
@@ -290,13 +310,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Record(cmd) => {
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             let r = backend.record(&author, cmd.into_event()).await?;
             print_recorded(&r, &backend);
             Ok(())
         }
         Command::Case(cmd) => {
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             match cmd {
                 CaseCmd::Open(a) => {
                     let case = OpenCase {
@@ -318,6 +338,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let event = Event::CaseClosed(CaseClosed { case_id, year, reason });
                     print_recorded(&backend.record(&author, event).await?, &backend);
                 }
+                CaseCmd::Show { case_id } => {
+                    let c = backend.show_case(case_id).await?;
+                    println!("case {}", c.case_id);
+                    println!("name:           {}", c.identity.name);
+                    println!("date of birth:  {}", c.identity.date_of_birth);
+                    println!("address:        {}", c.identity.address);
+                    println!("guardian:       {}", c.identity.guardian);
+                }
+                CaseCmd::Forget { case_id, reason } => {
+                    let w = backend.withdraw_consent(case_id, &author, &reason).await?;
+                    println!(
+                        "consent withdrawn for case {} at {}: the child's identity is erased and its key destroyed; it cannot be recovered",
+                        w.case_id,
+                        w.withdrawn_at.to_rfc3339()
+                    );
+                    println!("the case's anonymous events and counts stay; support and closure can still be recorded");
+                }
             }
             Ok(())
         }
@@ -332,18 +369,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let event =
                 Event::EventCorrected(EventCorrected { replaces: args.event_id, corrected: Box::new(corrected), reason: args.reason });
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             print_recorded(&backend.record(&author, event).await?, &backend);
             Ok(())
         }
         Command::Retract { event_id, reason } => {
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             let event = Event::EventRetracted(EventRetracted { replaces: event_id, reason });
             print_recorded(&backend.record(&author, event).await?, &backend);
             Ok(())
         }
         Command::ImportCsv { file } => {
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             let reader = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let events = csv_import::parse_observations(reader, &Catalogue::shipped())?;
             let total = events.len();
@@ -369,13 +406,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status => {
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             let s = backend.status().await?;
             print_status(&s, &config, backend.is_local());
             Ok(())
         }
         Command::Log { after, limit, json } => {
-            let backend = Backend::open(&config)?;
+            let backend = Backend::open(&config).await?;
             let acked = backend.status().await?.acked_seq;
             for env in backend.events(after, limit).await? {
                 if json {

@@ -1,7 +1,11 @@
 //! The one place where errors become HTTP statuses. Every error body is
 //! `{"error": "<what was wrong and how to fix it>"}`.
 //!
-//! - 400: the body is not JSON, or a query parameter is not a number;
+//! - 400: the body is not JSON, or a query parameter or case id is not well-formed;
+//! - 403: a child's identity asked for from another machine than this one;
+//! - 404: no such case in this ward, or no such endpoint; 405: wrong method;
+//! - 409: consent for the case was already withdrawn;
+//! - 410 Gone: the child's identity was erased (consent withdrawn);
 //! - 422: well-formed JSON that is refused (unknown kind, missing field,
 //!   validation, unknown event or case): nothing was recorded;
 //! - 507 Insufficient Storage: the disk under the ward log is full; nothing
@@ -22,6 +26,16 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
     InsufficientStorage(String),
@@ -33,6 +47,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,6 +74,7 @@ impl From<LogError> for ApiError {
             | LogError::AckBeyondEnd { .. } => ApiError::Unprocessable(e.to_string()),
             LogError::DiskFull { .. } | LogError::NotDurableDiskFull(_) => ApiError::InsufficientStorage(e.to_string()),
             LogError::Locked { .. }
+            | LogError::Keys(_)
             | LogError::WrongWard { .. }
             | LogError::Storage { .. }
             | LogError::NotDurable(_)
@@ -67,7 +87,10 @@ impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match e {
             IdentityError::Log(log) => log.into(),
-            IdentityError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            IdentityError::Corrupt { .. } | IdentityError::Vault(_) | IdentityError::KeyMissing { .. } => ApiError::Internal(e.to_string()),
+            IdentityError::UnknownCase { .. } => ApiError::NotFound(e.to_string()),
+            IdentityError::Erased { .. } => ApiError::Gone(e.to_string()),
+            IdentityError::AlreadyErased { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Unprocessable(other.to_string()),
         }
     }

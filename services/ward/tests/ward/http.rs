@@ -110,7 +110,7 @@ async fn record_list_and_refuse_over_http() {
     assert_eq!(events[0]["author"], "officer-7");
     assert_eq!(events[1]["author"], "officer");
     assert_eq!(events[0]["ward"], "25320");
-    assert_eq!(events[0]["schema"], 2);
+    assert_eq!(events[0]["schema"], treem_proto::event::SCHEMA_VERSION);
     assert_eq!(events[0]["body"]["indicator"], "4a");
     let after = get_json(&client, &format!("{base}/api/v1/events?after=1")).await;
     assert_eq!(after.as_array().unwrap().len(), 1);

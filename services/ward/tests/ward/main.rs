@@ -6,7 +6,9 @@ mod common;
 
 mod cli;
 mod csv;
+mod fuzz;
 mod http;
 mod identity;
 mod log_model;
+mod provenance;
 mod replication;
