@@ -309,6 +309,19 @@ province_token="$(api_token province TREEM_PROVINCE_DATA_DIR)"
 town_token="$(api_token town TREEM_TOWN_DATA_DIR)"
 readonly province_token town_token
 
+# Each ward's signing key, registered at the town as SECURITY.md says
+# (`keys show --public | keys add`): the town refuses events of wards whose
+# key it does not know. Idempotent, so --keep runs keep their keys.
+for code in "${WARD_CODES[@]}"; do
+  ward_env=(TREEM_WARD_WARD="$code" TREEM_WARD_DATA_DIR="$run/ward-$code")
+  env "${ward_env[@]}" "$bin/treem-ward" --config "$repo/deploy/config/ward.toml" keys init >/dev/null ||
+    die "making the signing key of ward $code failed"
+  env "${ward_env[@]}" "$bin/treem-ward" --config "$repo/deploy/config/ward.toml" keys show --public |
+    env TREEM_TOWN_DATA_DIR="$run/town" "$bin/treem-town" --config "$repo/deploy/config/town.toml" keys add >/dev/null ||
+    die "registering the signing key of ward $code at the town failed"
+done
+say "the six wards' signing keys are registered at the town ($run/town/ward_keys.json)"
+
 say "starting the province (http://127.0.0.1:$PROVINCE_PORT)"
 start province env \
   TREEM_PROVINCE_DATA_DIR="$run/province" \

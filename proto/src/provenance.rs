@@ -124,7 +124,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
@@ -259,9 +259,9 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 impl PublicKey {
     /// Reads 64 hex digits; refuses bytes that are not a point of the curve.
     pub fn from_hex(s: &str) -> Result<PublicKey, KeyError> {
-        let bytes: [u8; 32] = unhex(s).and_then(|b| b.try_into().ok()).ok_or_else(|| KeyError::BadPublicKey {
-            detail: format!("{s:?} is not {PUBLIC_KEY_HEX_LEN} hex digits"),
-        })?;
+        let bytes: [u8; 32] = unhex(s)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| KeyError::BadPublicKey { detail: format!("{s:?} is not {PUBLIC_KEY_HEX_LEN} hex digits") })?;
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map(PublicKey)
             .map_err(|e| KeyError::BadPublicKey { detail: format!("{s:?} is not an ed25519 public key: {e}") })
@@ -323,11 +323,15 @@ impl KeyRegistration {
 pub enum KeyError {
     #[error("bad public key: {detail}; copy the `public_key` printed by `treem-ward keys show --public`")]
     BadPublicKey { detail: String },
-    #[error("key id {key_id} does not match its public key, whose id is {expected}; copy the line `treem-ward keys show --public` prints unchanged")]
+    #[error(
+        "key id {key_id} does not match its public key, whose id is {expected}; copy the line `treem-ward keys show --public` prints unchanged"
+    )]
     KeyIdMismatch { key_id: String, expected: String },
     #[error("key {key_id} has valid_from_seq 0; ward seqs start at 1")]
     ZeroValidFrom { key_id: String },
-    #[error("keys {first} and {second} are both valid from seq {seq}; a seq is signed by one key only — remove the one the ward no longer has")]
+    #[error(
+        "keys {first} and {second} are both valid from seq {seq}; a seq is signed by one key only — remove the one the ward no longer has"
+    )]
     SameValidFrom { seq: u64, first: String, second: String },
     #[error("key {key_id} is registered twice; keep one entry")]
     Duplicate { key_id: String },
@@ -438,7 +442,9 @@ pub enum ProvenanceError {
         "event seq {seq} of ward {ward} names {found} as the hash of its previous event, but the ward's seq {previous} here hashes to {expected}: the ward's history was re-ordered or rewritten; refused"
     )]
     ChainBroken { ward: String, seq: u64, previous: u64, expected: String, found: String },
-    #[error("ward {ward} already sent a different event with seq {seq} ({with}): a replayed or re-recorded event cannot take its place; refused")]
+    #[error(
+        "ward {ward} already sent a different event with seq {seq} ({with}): a replayed or re-recorded event cannot take its place; refused"
+    )]
     Conflict { ward: String, seq: u64, with: String },
     #[error("the log of ward {ward} jumps from seq {previous} to {seq}; a ward's events are numbered without gaps")]
     OutOfOrder { ward: String, previous: u64, seq: u64 },

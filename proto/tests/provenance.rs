@@ -117,7 +117,8 @@ fn a_signed_chain_verifies_and_each_event_names_its_predecessor() {
 fn an_altered_event_fails_its_signature_whatever_field_changed() {
     let log = bytes_of(&signed_log(3, |_| key(1)));
     let ring = KeyRing::new([registered(&key(1), 1)]).unwrap();
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         ("numerator", Box::new(|v| v["body"]["numerator"] = json!(99))),
         ("author", Box::new(|v| v["author"] = json!("someone-else"))),
         ("recorded_at", Box::new(|v| v["recorded_at"] = json!("2024-01-01T00:00:00Z"))),

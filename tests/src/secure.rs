@@ -99,17 +99,34 @@ pub struct SecureNats {
     child: Option<Child>,
     port: u16,
     pub ca: TestCa,
+    /// With mutual TLS: the client certificate and key the harness's own
+    /// connections ([`SecureNats::connect_with`]) present.
+    client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl SecureNats {
+    /// The shipped configuration as it is (TLS, no client certificates).
     pub async fn start() -> SecureNats {
+        SecureNats::start_with(false).await
+    }
+
+    /// With `mutual`, the shipped configuration with its `# verify: true`
+    /// line switched on (mutual TLS, as its comment describes).
+    pub async fn start_with(mutual: bool) -> SecureNats {
         let dir = tempfile::Builder::new().prefix("treem-secure-nats-").tempdir().expect("temporary directory");
         let conf = dir.path().join("conf");
         let tls = conf.join("tls");
         std::fs::create_dir_all(&tls).expect("create conf/tls");
         std::fs::create_dir_all(dir.path().join("store")).expect("create store");
         let shipped = repo_root().join(SECURE_CONF);
-        std::fs::copy(&shipped, conf.join("treem-secure.conf")).unwrap_or_else(|e| panic!("copy {}: {e}", shipped.display()));
+        let text = std::fs::read_to_string(&shipped).unwrap_or_else(|e| panic!("read {}: {e}", shipped.display()));
+        let text = if mutual {
+            assert!(text.contains("  # verify: true\n"), "{SECURE_CONF} lost its commented `verify: true` line");
+            text.replace("  # verify: true\n", "  verify: true\n")
+        } else {
+            text
+        };
+        std::fs::write(conf.join("treem-secure.conf"), text).expect("write the configuration");
         std::fs::write(conf.join("hierarchy.json"), hierarchy_with_a_second_town()).expect("write hierarchy");
 
         let ca = TestCa::new("treem test CA");
@@ -118,7 +135,10 @@ impl SecureNats {
         std::fs::write(tls.join("server-cert.pem"), cert).expect("write server cert");
         write_private(&tls.join("server-key.pem"), &key);
 
-        let mut server = SecureNats { dir: Some(dir), child: None, port: 0, ca };
+        let mut server = SecureNats { dir: Some(dir), child: None, port: 0, ca, client_cert: None };
+        if mutual {
+            server.client_cert = Some(server.client_cert("treem-tests"));
+        }
         server.generate(AuthCommand::Generate);
         server.launch().await;
         server
@@ -199,7 +219,8 @@ impl SecureNats {
         .await;
     }
 
-    /// Connects with `options` (TLS to this server's CA is added), recording
+    /// Connects with `options` (TLS to this server's CA is added, and with
+    /// mutual TLS the harness's client certificate), recording
     /// every error the server reports on the connection.
     pub async fn connect_with(
         &self,
@@ -207,6 +228,10 @@ impl SecureNats {
     ) -> Result<(async_nats::Client, ServerErrors), async_nats::ConnectError> {
         let errors = ServerErrors::default();
         let sink = errors.clone();
+        let options = match &self.client_cert {
+            Some((cert, key)) => options.add_client_certificate(cert.clone(), key.clone()),
+            None => options,
+        };
         options
             .add_root_certificates(self.ca_file())
             .require_tls(true)

@@ -40,8 +40,8 @@ use uuid::Uuid;
 use crate::keys;
 use crate::kv::Kv;
 pub use crate::parked::Parked;
-use crate::provenance::{self, Check, WardKeys};
 use crate::parked::{Unplaced, park};
+use crate::provenance::{self, Check, WardKeys};
 
 /// What the fold needs to know of the world.
 pub struct Ctx {

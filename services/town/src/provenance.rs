@@ -133,8 +133,11 @@ pub fn read_keys_file(path: &Path) -> Result<KeysFile, RegistryError> {
 pub fn rings(path: &Path, file: &KeysFile) -> Result<BTreeMap<String, KeyRing>, RegistryError> {
     file.iter()
         .map(|(ward, keys)| {
-            let ring = KeyRing::new(keys.iter().cloned())
-                .map_err(|source| RegistryError::Key { path: path.into(), ward: ward.clone(), source })?;
+            let ring = KeyRing::new(keys.iter().cloned()).map_err(|source| RegistryError::Key {
+                path: path.into(),
+                ward: ward.clone(),
+                source,
+            })?;
             Ok((ward.clone(), ring))
         })
         .collect()
@@ -229,7 +232,10 @@ pub(crate) enum Check {
     /// The event the town already took at this seq, again.
     Duplicate,
     /// Its provenance holds; `signed`: its link must be checked in its turn.
-    Passed { hash: EventHash, signed: bool },
+    Passed {
+        hash: EventHash,
+        signed: bool,
+    },
     Refused(String),
 }
 

@@ -69,9 +69,8 @@ pub fn run(config: &Config, command: KeysCommand, stdin: &mut dyn BufRead, out: 
             };
             let mut regs = Vec::new();
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let reg: KeyRegistration = serde_json::from_str(line.trim()).with_context(|| {
-                    format!("line {} is not a key as `treem-ward keys show --public` prints it: {line:?}", i + 1)
-                })?;
+                let reg: KeyRegistration = serde_json::from_str(line.trim())
+                    .with_context(|| format!("line {} is not a key as `treem-ward keys show --public` prints it: {line:?}", i + 1))?;
                 if (reg.province.as_str(), reg.town.as_str()) != (config.province.as_str(), config.town.as_str()) {
                     bail!(
                         "line {}: the key of ward {} belongs to town {}/{}, this is town {}/{}",
@@ -108,7 +107,9 @@ pub fn run(config: &Config, command: KeysCommand, stdin: &mut dyn BufRead, out: 
             writeln!(out, "ward keys in {} (require_signatures = {})", path.display(), config.require_signatures)?;
             for w in &town.wards {
                 match rings.get(&w.code).filter(|r| !r.is_empty()) {
-                    None => writeln!(out, "{} {} {}: no key (its events are refused while require_signatures is on)", w.code, w.kind, w.name)?,
+                    None => {
+                        writeln!(out, "{} {} {}: no key (its events are refused while require_signatures is on)", w.code, w.kind, w.name)?
+                    }
                     Some(ring) => {
                         writeln!(out, "{} {} {}:", w.code, w.kind, w.name)?;
                         for k in ring.keys() {

@@ -292,8 +292,7 @@ impl WardKeys {
         let _ = std::fs::remove_file(&tmp);
         let text = serde_json::to_vec_pretty(&self.file).expect("the key file serialises");
         {
-            let mut f =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io("create", &tmp))?;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io("create", &tmp))?;
             f.write_all(&text).and_then(|()| f.sync_all()).map_err(io("write", &tmp))?;
         }
         std::fs::rename(&tmp, &self.path).map_err(io("replace", &self.path))?;
@@ -340,7 +339,10 @@ mod tests {
         let text = std::fs::read_to_string(WardKeys::path(dir.path())).unwrap();
         assert!(!text.contains(&old_secret), "the old secret is gone from the file");
         let regs = keys.registrations();
-        assert_eq!(regs.iter().map(|r| (r.key_id.as_str(), r.valid_from_seq)).collect::<Vec<_>>(), [(old.as_str(), 1), (keys.key_id(), 11)]);
+        assert_eq!(
+            regs.iter().map(|r| (r.key_id.as_str(), r.valid_from_seq)).collect::<Vec<_>>(),
+            [(old.as_str(), 1), (keys.key_id(), 11)]
+        );
         let ring = KeyRing::new(regs.iter().map(KeyRegistration::key)).unwrap();
         assert_eq!(ring.range(&old), Some((1, Some(10))));
         // Reloaded: the new key signs.

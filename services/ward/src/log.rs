@@ -516,10 +516,11 @@ impl WardLog {
         {
             return Ok(Some(h));
         }
-        let bytes = db.log.get(seq.to_be_bytes()).map_err(storage("read"))?.ok_or_else(|| LogError::Corrupt {
-            seq,
-            detail: "missing, although the log goes on after it".into(),
-        })?;
+        let bytes = db
+            .log
+            .get(seq.to_be_bytes())
+            .map_err(storage("read"))?
+            .ok_or_else(|| LogError::Corrupt { seq, detail: "missing, although the log goes on after it".into() })?;
         let seal = Seal::of_bytes(&bytes).map_err(|e| LogError::Corrupt { seq, detail: e.to_string() })?;
         Ok(Some(seal.hash))
     }

@@ -75,9 +75,8 @@
 //! - "the message at stream position N" (step 1, and the older marks): the
 //!   ward's *probe consumer* `ward-<ward>-probe`, a durable pull consumer
 //!   the town creates on its stream with this ward's subjects as its filter
-//!   (`services/town/src/stream.rs`). The ward checks it exists (consumer
-//!   info, once), resets it to N (`$JS.API.CONSUMER.RESET`, nats-server
-//!   ≥ 2.14) and pulls one message:
+//!   (`services/town/src/stream.rs`). The ward resets it to N
+//!   (`$JS.API.CONSUMER.RESET`, nats-server ≥ 2.14) and pulls one message:
 //!   the first of its own messages at or after N. It is "the event at N"
 //!   only if its stream sequence is N.
 //! - "the newest message on this ward's subjects" (step 2): direct get by
@@ -94,7 +93,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageError, LastRawMessageErrorKind, Stream};
 use async_nats::{StatusCode, jetstream};
 use futures::StreamExt as _;
@@ -208,6 +206,15 @@ pub(crate) async fn reconcile(log: &WardLog, js: &Context, stream: &str) -> Resu
     Ok(Reconciled { stream_seq: Some(stream_seq), rewound_from })
 }
 
+/// What one pull from the probe consumer gave.
+enum Pulled {
+    /// No such consumer (or stream): nobody answered.
+    NoConsumer,
+    /// Nothing of this ward from the consumer's position on.
+    Nothing,
+    Message(jetstream::Message),
+}
+
 /// How long a pull from the probe consumer may take.
 const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -224,7 +231,7 @@ struct Reader<'a> {
     probe: String,
     /// The stream has no probe consumer or no direct get: use MSG.GET.
     legacy: AtomicBool,
-    /// The probe consumer was found (asked once per reconciliation).
+    /// The probe consumer was found (looked for once per reconciliation).
     probe_found: AtomicBool,
 }
 
@@ -254,15 +261,14 @@ impl Reader<'_> {
     /// holds one of this ward's envelopes exactly there.
     async fn own_at(&self, at: u64) -> Result<Option<u64>, SyncError> {
         if !self.legacy.load(Ordering::Relaxed) && !self.probe_found.load(Ordering::Relaxed) {
-            // Asked first because nats-server (2.15) does not answer a reset
-            // of a consumer that does not exist.
-            match self.handle.consumer_info(&self.probe).await {
-                Ok(_) => self.probe_found.store(true, Ordering::Relaxed),
-                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => self.fall_back("no probe consumer"),
-                Err(e) if e.kind() == ConsumerInfoErrorKind::StreamNotFound => {
-                    return Err(SyncError::NoStream { stream: self.stream.into() });
-                }
-                Err(e) => return Err(self.failed(format!("info of the probe consumer {}: {e}", self.probe))),
+            // Does the probe consumer exist? A pull says: "no responders"
+            // if not. (Not a reset: nats-server 2.15 does not answer a reset
+            // of a missing consumer; not consumer info: in a ward's account,
+            // which has no JetStream, the server answers that twice, once
+            // with "JetStream not enabled".)
+            match self.pull_probe().await? {
+                Pulled::NoConsumer => self.fall_back("no probe consumer"),
+                Pulled::Nothing | Pulled::Message(_) => self.probe_found.store(true, Ordering::Relaxed),
             }
         }
         if !self.legacy.load(Ordering::Relaxed) {
@@ -270,7 +276,17 @@ impl Reader<'_> {
                 .reset_consumer(&self.probe, Some(at))
                 .await
                 .map_err(|e| self.failed(format!("reset of the probe consumer {}: {e}", self.probe)))?;
-            return self.pull_probe(at).await;
+            // The first of this ward's messages at or after `at`: the event
+            // at `at` only if that is where it is.
+            return match self.pull_probe().await? {
+                Pulled::Message(message) => {
+                    let info =
+                        message.info().map_err(|e| self.failed(format!("a message from the probe consumer without metadata: {e}")))?;
+                    Ok(if info.stream_sequence == at { ward_seq_of(&message.payload, self.ward) } else { None })
+                }
+                Pulled::Nothing => Ok(None),
+                Pulled::NoConsumer => Err(self.failed(format!("the probe consumer {} went away", self.probe))),
+            };
         }
         match self.handle.get_raw_message(at).await {
             Ok(m) => Ok(ward_seq_of(&m.payload, self.ward)),
@@ -278,9 +294,8 @@ impl Reader<'_> {
         }
     }
 
-    /// Pulls the one message the probe consumer delivers after a reset to
-    /// `at`: the first of this ward's messages at or after `at`.
-    async fn pull_probe(&self, at: u64) -> Result<Option<u64>, SyncError> {
+    /// Pulls one message from the probe consumer.
+    async fn pull_probe(&self) -> Result<Pulled, SyncError> {
         let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", self.stream, self.probe);
         let failed = |e: &dyn std::fmt::Display| self.failed(format!("pull from the probe consumer {}: {e}", self.probe));
         // Not `Client::request`: a pulled message arrives with its own
@@ -294,13 +309,12 @@ impl Reader<'_> {
             Ok(None) => return Err(failed(&"the subscription ended")),
             Err(_) => return Err(failed(&format!("no answer within {PULL_TIMEOUT:?}"))),
         };
-        if reply.status.is_some_and(|s| s != StatusCode::OK) {
-            // 404 "no messages": nothing of this ward at or after `at`.
-            return Ok(None);
-        }
-        let message = jetstream::Message { message: reply, context: self.js.clone() };
-        let info = message.info().map_err(|e| self.failed(format!("a message from the probe consumer without metadata: {e}")))?;
-        Ok(if info.stream_sequence == at { ward_seq_of(&message.payload, self.ward) } else { None })
+        Ok(match reply.status {
+            Some(StatusCode::NO_RESPONDERS) => Pulled::NoConsumer,
+            // 404 "no messages" (or 408): nothing of this ward from here on.
+            Some(status) if status != StatusCode::OK => Pulled::Nothing,
+            _ => Pulled::Message(jetstream::Message { message: reply, context: self.js.clone() }),
+        })
     }
 
     /// The newest message on this ward's subjects: its stream sequence and,

@@ -242,23 +242,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut load = None;
     if opts.runs("system") {
         let mut live = system::LiveFigures::default();
-        let mut copy = postgres::CopyFile::create(scratch.path("postgres-load.txt"))?;
-        let ran = stage(&mut report, "catch-up, latency, town API, memory (services as processes)", async {
+        load = stage(&mut report, "fill: six wards record their backlog offline", async {
+            let mut copy = postgres::CopyFile::create(scratch.path("postgres-load.txt"))?;
             system::fill(opts, &scratch, &mut copy).await?;
-            let running = system::catch_up(opts, &scratch, &nats.url(), opts.per_ward, &mut live).await?;
-            eprintln!("  catch-up of {} events: {:.2} s", live.events, live.catch_up.as_secs_f64());
-            system::latency(&running, opts.latency_rate, opts.latency_secs, &mut live).await?;
-            let (t, p) = (live.latency_town.p50_p99(), live.latency_province.p50_p99());
-            eprintln!("  latency to town p50 {:.1} / p99 {:.1} ms; to province p50 {:.1} / p99 {:.1} ms", t.0, t.1, p.0, p.1);
-            system::api(&running, opts.api_clients, opts.api_secs, &mut live).await?;
-            let a = live.api.p50_p99();
-            eprintln!("  API overview p50 {:.1} / p99 {:.1} ms, {:.1}/s", a.0, a.1, live.api_per_sec);
-            system::measure_and_stop(running, &mut live).await
+            copy.finish()
         })
         .await;
-        if ran.is_some() {
+        let running = match load {
+            Some(_) => stage(&mut report, "catch-up: the wards come online", system::catch_up(opts, &scratch, &nats.url(), &mut live)).await,
+            None => None,
+        };
+        if let Some(running) = running {
+            stage(&mut report, "latency record → town → province", system::latency(&running, opts.latency_rate, opts.latency_secs, &mut live))
+                .await;
+            stage(&mut report, "town API under dashboard clients", system::api(&running, opts.api_clients, opts.api_secs, &mut live)).await;
+            stage(&mut report, "memory of the running services", system::measure_and_stop(running, &mut live)).await;
             figures.live = Some(live);
-            load = Some(copy.finish()?);
             figures.stream = stage(&mut report, "town apply of the full stream, rebuild vs raw consume", town::run(opts, &scratch, &nats.url())).await;
         }
         figures.ward_memory =

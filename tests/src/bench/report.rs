@@ -164,7 +164,7 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         let treem = l.catch_up.as_secs_f64();
         rows.push(Row {
             stage: format!("catch-up: {} wards × {} unsynced events → town complete", opts.wards, count(opts.per_ward)),
-            treem: secs(l.catch_up),
+            treem: format!("{} ({} stalled fetches, {} events held behind a gap)", secs(l.catch_up), l.catch_up_stalls, count(l.catch_up_held as u64)),
             raw: format!("{} s at the slower raw rate ({}/s)", num(bound), num(slower)),
             ratio: Some(bound / treem),
             goal: "within 2× of raw".into(),
@@ -175,15 +175,18 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
     if let Some(s) = &f.stream {
         rows.push(Row::rate("projection rebuild from the stream, events/s".into(), s.rebuild, "pull fetch, no ack", s.raw_consume_no_ack, Some(0.5)));
     }
-    if let Some(l) = &f.live {
+    if let Some(l) = f.live.as_ref().filter(|l| !l.latency_town.is_empty()) {
         let extra = if l.latency_missing > 0 { format!(" ({} events never seen)", l.latency_missing) } else { String::new() };
         let rate = format!("at {}/s recorded over HTTP", num(l.latency_rate));
         rows.push(Row::latency("latency: record → visible at the town".into(), &l.latency_town, &extra, rate.clone(), Some(100.0)));
         rows.push(Row::latency("latency: record → visible at the province".into(), &l.latency_province, &extra, rate, Some(500.0)));
+    }
+    if let Some(l) = f.live.as_ref().filter(|l| !l.api.is_empty()) {
+        let failed = if l.api_failed > 0 { format!(", {} failed or timed out", l.api_failed) } else { String::new() };
         rows.push(Row::latency(
             format!("town API: indicator overview (town + 1 ward, 1 year), {} clients", opts.api_clients),
             &l.api,
-            &format!(", {} overviews/s", num(l.api_per_sec)),
+            &format!(", {} overviews/s{failed}", num(l.api_per_sec)),
             format!("over {} events", count(l.events)),
             Some(10.0),
         ));
@@ -192,13 +195,13 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         rows.push(Row::memory("memory: ward idle (peak RSS)", idle, Some(30.0)));
         rows.push(Row::memory(&format!("memory: ward recording {} events over HTTP", opts.rss_records), recording, None));
     }
-    if let Some(l) = &f.live {
+    if let Some(l) = f.live.as_ref().filter(|l| l.rss_town > 0) {
         rows.push(Row::memory(&format!("memory: ward after catching up {} events and recording", count(opts.per_ward)), l.rss_wards, None));
     }
     if let Some(s) = &f.stream {
         rows.push(Row::memory(&format!("memory: town after applying {} events", count(s.messages)), s.rss_town_applied, Some(200.0)));
     }
-    if let Some(l) = &f.live {
+    if let Some(l) = f.live.as_ref().filter(|l| l.rss_town > 0) {
         rows.push(Row::memory("memory: town after catch-up, latency and API stages", l.rss_town, None));
         rows.push(Row::memory("memory: province", l.rss_province, None));
     }
@@ -218,7 +221,7 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
             p.load_rate,
         ));
         let (q50, q99) = p.query.p50_p99();
-        let treem = f.live.as_ref().map(|l| l.api.p50_p99());
+        let treem = f.live.as_ref().filter(|l| !l.api.is_empty()).map(|l| l.api.p50_p99());
         rows.push(Row {
             stage: format!("vs PostgreSQL: overview as SQL, {} clients", opts.api_clients),
             treem: treem.map_or("—".into(), |(a, b)| format!("p50 {} ms, p99 {} ms", num(a), num(b))),

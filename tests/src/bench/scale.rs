@@ -251,7 +251,7 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
     let http = viewer.client()?;
     for (p, wards_in, node) in &provinces {
         let url = format!("http://{}/api/v1/indicators?year={CURRENT_YEAR}&code={MARKER_CODE}", node.http_addr);
-        wait_until(&format!("province {p} counts its {wards_in} communes"), Duration::from_secs(3600), Duration::from_millis(50), || {
+        wait_until(&format!("province {p} counts its {wards_in} communes"), Duration::from_secs(1200), Duration::from_millis(50), || {
             let (http, url) = (http.clone(), url.clone());
             async move { (numerator(&http, &url).await? >= *wards_in).then_some(()) }
         })

@@ -55,6 +55,12 @@ pub struct LiveFigures {
     pub latency_missing: usize,
     pub api: Latencies,
     pub api_per_sec: f64,
+    /// Overviews that failed (timed out after [`API_TIMEOUT`] or an error status).
+    pub api_failed: usize,
+    /// Lines of the town's log during the catch-up: fetches abandoned as
+    /// stalled, and events held behind a gap in a ward's seqs.
+    pub catch_up_stalls: usize,
+    pub catch_up_held: usize,
     pub rss_wards: u64,
     pub rss_town: u64,
     pub rss_province: u64,
@@ -146,8 +152,17 @@ pub async fn town_positions(http: &reqwest::Client, town_addr: &str, wards: &[&s
     Ok((positions, v["stream_seq"].as_u64().unwrap_or(0)))
 }
 
+/// How long one overview request may take before it counts as failed.
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lines of `path` containing `needle`.
+pub fn count_lines(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path).map(|t| t.lines().filter(|l| l.contains(needle)).count()).unwrap_or(0)
+}
+
 /// Step 2: starts the province and the town, then the wards, and times the catch-up.
-pub async fn catch_up(opts: &Options, scratch: &Scratch, nats_url: &str, per_ward: u64, figures: &mut LiveFigures) -> anyhow::Result<Live> {
+pub async fn catch_up(opts: &Options, scratch: &Scratch, nats_url: &str, figures: &mut LiveFigures) -> anyhow::Result<Live> {
+    let per_ward = opts.per_ward;
     let viewer = Viewer::new()?;
     let logs = scratch.path("logs");
     let pdir = scratch.path("province");
@@ -186,6 +201,15 @@ pub async fn catch_up(opts: &Options, scratch: &Scratch, nats_url: &str, per_war
     .await?;
     figures.catch_up = started.elapsed();
     figures.events = per_ward * wards.len() as u64;
+    figures.catch_up_stalls = count_lines(&town.log_path, "stalled");
+    figures.catch_up_held = count_lines(&town.log_path, "held behind a gap");
+    eprintln!(
+        "  catch-up of {} events: {:.2} s (town log: {} stalled fetches, {} events held behind a gap)",
+        figures.events,
+        figures.catch_up.as_secs_f64(),
+        figures.catch_up_stalls,
+        figures.catch_up_held
+    );
     for w in &mut running {
         w.wait_http().await?;
     }
@@ -300,6 +324,21 @@ pub async fn latency(live: &Live, rate_per_sec: f64, secs: f64, figures: &mut Li
             Err(_) => eprintln!("  latency: some events were not visible at the {what} within {wait:?}; counted as missing"),
         }
     }
+    if probes.lock().expect("lock").iter().any(|p| p.town.is_none() || p.province.is_none()) {
+        let url = format!("http://{}/api/v1/indicators?year={CURRENT_YEAR}&town=690", live.province.addr);
+        let seen = get_json(&http, &url).await.map(|v| v["indicators"].clone()).unwrap_or_default();
+        let (positions, stream_seq) = town_positions(&http, &live.town.addr, &wards).await.unwrap_or_default();
+        for (w, ward) in wards.iter().enumerate() {
+            let at_province = seen.as_array().and_then(|l| l.iter().find(|i| i["code"] == LATENCY_CODES[w])).map(|i| i["numerator"].clone());
+            eprintln!(
+                "  ward {ward}: recorded up to {} (indicator {}), province shows {:?}; town applied seq {:?} (stream_seq {stream_seq})",
+                values[w],
+                LATENCY_CODES[w],
+                at_province,
+                positions.get(w)
+            );
+        }
+    }
     for p in probes.lock().expect("lock").iter() {
         match (p.town, p.province) {
             (Some(t), Some(pr)) => {
@@ -309,10 +348,17 @@ pub async fn latency(live: &Live, rate_per_sec: f64, secs: f64, figures: &mut Li
             _ => figures.latency_missing += 1,
         }
     }
+    let (t, p) = (figures.latency_town.p50_p99(), figures.latency_province.p50_p99());
+    eprintln!(
+        "  {total} events at {:.0}/s: to the town p50 {:.1} / p99 {:.1} ms; to the province p50 {:.1} / p99 {:.1} ms; {} never seen",
+        figures.latency_rate, t.0, t.1, p.0, p.1, figures.latency_missing
+    );
     Ok(())
 }
 
-/// Step 4: `clients` dashboards ask for the overview for `secs`.
+/// Step 4: `clients` dashboards ask for the overview for `secs`. An
+/// overview that fails (after [`API_TIMEOUT`] at most) is counted, and its
+/// time kept among the latencies: a failure is never left out of them.
 pub async fn api(live: &Live, clients: usize, secs: f64, figures: &mut LiveFigures) -> anyhow::Result<()> {
     let town_url = format!("http://{}/api/v1/indicators?year={CURRENT_YEAR}", live.town.addr);
     let ward_url = format!("{town_url}&ward={OVERVIEW_WARD}");
@@ -323,26 +369,37 @@ pub async fn api(live: &Live, clients: usize, secs: f64, figures: &mut LiveFigur
         let (http, town_url, ward_url) = (live.viewer.client()?, town_url.clone(), ward_url.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Latencies::default();
+            let mut failed = 0;
+            let mut last_error = None;
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let (a, b) = tokio::join!(fetch(&http, &town_url), fetch(&http, &ward_url));
-                a?;
-                b?;
                 latencies.push(t.elapsed());
+                if let Err(e) = a.and(b) {
+                    failed += 1;
+                    last_error = Some(e);
+                }
             }
-            Ok::<_, anyhow::Error>(latencies)
+            (latencies, failed, last_error)
         }));
     }
     for t in tasks {
-        figures.api.extend(t.await??);
+        let (latencies, failed, last_error) = t.await?;
+        figures.api.extend(latencies);
+        figures.api_failed += failed;
+        if let Some(e) = last_error {
+            eprintln!("  an overview failed: {e:#}");
+        }
     }
     figures.api_per_sec = rate(figures.api.len() as u64, started.elapsed());
+    let (p50, p99) = figures.api.p50_p99();
+    eprintln!("  API overview p50 {p50:.1} / p99 {p99:.1} ms, {:.1}/s, {} failed", figures.api_per_sec, figures.api_failed);
     Ok(())
 }
 
 /// One GET, read to the end; fails unless 200.
 async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
-    let r = http.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let r = http.get(url).timeout(API_TIMEOUT).send().await.with_context(|| format!("GET {url}"))?;
     let status = r.status();
     let body = r.bytes().await?;
     if !status.is_success() {

@@ -57,8 +57,7 @@ impl Parts {
     fn provision_tokens(&self) {
         treem_tests::auth::provision(&self.path("town"));
         treem_tests::auth::provision(&self.path("province"));
-        let dirs: Vec<(std::path::PathBuf, &str)> =
-            crate::system::WARDS.iter().map(|w| (self.path(&format!("ward-{w}")), *w)).collect();
+        let dirs: Vec<(std::path::PathBuf, &str)> = crate::system::WARDS.iter().map(|w| (self.path(&format!("ward-{w}")), *w)).collect();
         let wards: Vec<(&std::path::Path, &str)> = dirs.iter().map(|(d, w)| (d.as_path(), *w)).collect();
         treem_tests::provenance::provision(&self.path("town"), &wards);
     }

@@ -421,3 +421,31 @@ async fn rotation_and_revocation_take_effect_at_the_reload() {
     let (fresh, _) = nats.connect_as(&id).await;
     fresh.flush().await.expect("the new key works");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mutual_tls_a_client_needs_a_certificate_from_the_office_ca() {
+    treem_tests::init_tracing();
+    let nats = SecureNats::start_with(true).await;
+    let id = ward_identity("25320");
+    let seed = std::fs::read_to_string(nats.seed_file(&id)).unwrap();
+    let without_cert = async_nats::ConnectOptions::with_nkey(seed.trim().into())
+        .add_root_certificates(nats.ca_file())
+        .require_tls(true)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(nats.url())
+        .await;
+    assert!(without_cert.is_err(), "the right key without a client certificate is refused");
+
+    // A ward configured as SECURITY.md says: seed, CA, its certificate.
+    let (cert, key) = nats.client_cert("ward-25320");
+    let auth = ClientAuth { tls_cert_file: Some(cert), tls_key_file: Some(key), ..nats.auth(&id) };
+    auth.validate().expect("valid mutual TLS settings");
+    let client = auth
+        .apply(async_nats::ConnectOptions::new())
+        .unwrap()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(nats.url())
+        .await
+        .expect("seed + CA + client certificate connects");
+    client.flush().await.expect("connected");
+}

@@ -301,8 +301,11 @@ async fn events_refused_by_the_rules_consume_their_seq_and_replay_once_without_m
     let (mut s25320, mut s25324) = (sys.signer("25320"), sys.signer("25324"));
     let newer = s25320.signed(observed("25320", 1, "16", 450, 500));
     let second = s25320.signed(observed("25320", 2, "2", 100, 1000));
-    let support =
-        s25324.signed(envelope("25324", 1, Event::CaseSupportRecorded(CaseSupportRecorded { case_id, year: 2024, support: "medical".into() })));
+    let support = s25324.signed(envelope(
+        "25324",
+        1,
+        Event::CaseSupportRecorded(CaseSupportRecorded { case_id, year: 2024, support: "medical".into() }),
+    ));
     let opened = envelope(
         "25324",
         2,

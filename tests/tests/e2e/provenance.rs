@@ -86,10 +86,7 @@ fn ward_env(sys: &System, ward: &str) -> Vec<(&'static str, String)> {
 }
 
 fn town_env(sys: &System) -> Vec<(&'static str, String)> {
-    vec![
-        ("TREEM_TOWN_DATA_DIR", sys.path("town").display().to_string()),
-        ("TREEM_TOKEN", treem_tests::auth::token().expose()),
-    ]
+    vec![("TREEM_TOWN_DATA_DIR", sys.path("town").display().to_string()), ("TREEM_TOKEN", treem_tests::auth::token().expose())]
 }
 
 /// `treem-ward keys show --public | treem-town keys add`, as SECURITY.md says.

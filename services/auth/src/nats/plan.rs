@@ -25,7 +25,7 @@
 //!   source.
 //!
 //! So a boundary is an account: a ward's account holds nothing but the
-//! ward's connection and five service imports from its town's account; the
+//! ward's connection and four service imports from its town's account; the
 //! province's account holds projections only. Permissions per user are kept
 //! as well (a second line, and they make the server name what was refused:
 //! `Permissions Violation for Publish to "…"`).
@@ -34,7 +34,7 @@
 //!
 //! | identity | publish | subscribe | account holds |
 //! | --- | --- | --- | --- |
-//! | ward `w` of town `t` | its own events `treem.v1.events.p.t.w.>`; on the town's stream only: the last message on its own subjects (direct get by subject), info, reset and pull of its own probe consumer `ward-w-probe` | `_INBOX.>` | nothing (no JetStream) |
+//! | ward `w` of town `t` | its own events `treem.v1.events.p.t.w.>`; on the town's stream only: the last message on its own subjects (direct get by subject), reset and pull of its own probe consumer `ward-w-probe` | `_INBOX.>` | nothing (no JetStream) |
 //! | town `t` | the JetStream API of its two streams (events, dead letters) and their consumers; its replay commands; its dead letters; its own projections `treem.v1.projections.p.t.>` (imported from the province's account) | `_INBOX.>` | its wards' events (imported), its streams |
 //! | province `p` | the JetStream API of its projections stream and its consumers | `_INBOX.>` | every town's projections (exported to each town) |
 //!
@@ -148,16 +148,17 @@ pub fn province_identity(province: &str) -> String {
     format!("province-{province}")
 }
 
-/// The five subjects a ward may send to its town's account: its events, and
-/// the reads of reconciliation (direct get of its newest message; info,
-/// reset and pull of its probe consumer).
+/// The four subjects a ward may send to its town's account: its events, and
+/// the reads of reconciliation (direct get of its newest message, reset and
+/// pull of its probe consumer). Not consumer info: in the ward's account,
+/// which has no JetStream, the server would answer it twice (once with "not
+/// enabled"); a pull tells whether the probe exists.
 pub fn ward_subjects(province: &str, town: &str, ward: &str) -> WardSubjects {
     let stream = subject::town_events_stream(province, town);
     let filter = subject::ward_events_filter(province, town, ward);
     let probe = subject::ward_probe_consumer(ward);
     WardSubjects {
         direct_get_last: format!("$JS.API.DIRECT.GET.{stream}.{filter}"),
-        probe_info: format!("$JS.API.CONSUMER.INFO.{stream}.{probe}"),
         probe_reset: format!("$JS.API.CONSUMER.RESET.{stream}.{probe}"),
         probe_next: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{probe}"),
         events: filter,
@@ -168,7 +169,6 @@ pub fn ward_subjects(province: &str, town: &str, ward: &str) -> WardSubjects {
 pub struct WardSubjects {
     pub events: String,
     pub direct_get_last: String,
-    pub probe_info: String,
     pub probe_reset: String,
     pub probe_next: String,
 }
@@ -254,8 +254,7 @@ impl Plan {
                     }
                     let ward_acc = ward_account(&p.code, &t.code, &w.code);
                     let s = ward_subjects(&p.code, &t.code, &w.code);
-                    let all =
-                        [s.events.clone(), s.direct_get_last.clone(), s.probe_info.clone(), s.probe_reset.clone(), s.probe_next.clone()];
+                    let all = [s.events.clone(), s.direct_get_last.clone(), s.probe_reset.clone(), s.probe_next.clone()];
                     for subject in &all {
                         let streamed = *subject == s.probe_next;
                         town.exports.push(Export { subject: subject.clone(), accounts: vec![ward_acc.clone()], streamed });
@@ -392,7 +391,6 @@ mod tests {
             [
                 "treem.v1.events.70.690.25320.>",
                 "$JS.API.DIRECT.GET.TREEM_EVENTS_70_690.treem.v1.events.70.690.25320.>",
-                "$JS.API.CONSUMER.INFO.TREEM_EVENTS_70_690.ward-25320-probe",
                 "$JS.API.CONSUMER.RESET.TREEM_EVENTS_70_690.ward-25320-probe",
                 "$JS.API.CONSUMER.MSG.NEXT.TREEM_EVENTS_70_690.ward-25320-probe",
             ]

@@ -590,3 +590,78 @@ pub async fn get(State(w): State<WebState>, caller: Caller, headers: axum::http:
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use treem_proto::catalogue::Catalogue;
+    use treem_proto::judge::Fraction;
+
+    fn report(lang: Lang) -> Report {
+        let c = Catalogue::shipped();
+        let line = |code: &str, f: Option<Fraction>| {
+            let ind = c.get(code).unwrap().clone();
+            Line {
+                progress: judge::progress(&ind, 2024, f),
+                values: vec![(2024, f.and_then(|f| judge::value(ind.unit, f)))],
+                indicator: ind,
+            }
+        };
+        let lines = |f| c.indicators.iter().map(|i| line(&i.code, if i.code == "4a" { f } else { None })).collect();
+        Report {
+            lang,
+            kind: Kind::Yearly,
+            from: 2024,
+            to: 2024,
+            place: "Thị xã Bình Long".into(),
+            generated_at: Utc::now(),
+            scopes: vec![
+                Scope {
+                    unit: UnitRef { code: "690".into(), name: "Thị xã Bình Long".into() },
+                    is_town: true,
+                    lines: lines(Some(Fraction { numerator: 355, denominator: 5215 })),
+                },
+                Scope {
+                    unit: UnitRef { code: "25320".into(), name: "Phường Hưng Chiến".into() }, is_town: false, lines: lines(None)
+                },
+            ],
+            stipend: vec![stipend::year_of(2024, &[("25320".into(), "Phường Hưng Chiến".into(), Some(12))])],
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_unit_and_indicator_and_the_targets_of_the_plan() {
+        let r = report(Lang::Vi);
+        let (header, rows) = table(&r);
+        assert_eq!(rows.len(), 2 * Catalogue::shipped().indicators.len());
+        assert!(rows.iter().all(|row| row.len() == header.len()));
+        let town_4a = rows.iter().find(|row| row[3] == Cell::Text("4a".into())).unwrap();
+        assert_eq!(town_4a[9], Cell::Number(2025.0), "judged against the 2025 target");
+        assert_eq!(town_4a[11], Cell::Number(8.0));
+        assert_eq!(town_4a[header.len() - 2], Cell::Text("Đúng tiến độ".into()));
+        // 5b has only a 2030 target: a row without a value still names it.
+        let b5 = rows.iter().find(|row| row[3] == Cell::Text("5b".into())).unwrap();
+        assert_eq!(b5[9], Cell::Number(2030.0));
+        let (_, stipend) = stipend_table(&r);
+        assert_eq!(stipend[0][5], Cell::Number(37_260_000.0));
+        let csv = String::from_utf8(super::super::export::csv(&r)).unwrap();
+        assert!(csv.starts_with("\u{feff}Mã đơn vị,Đơn vị,"), "{}", &csv[..80]);
+        assert_eq!(csv.lines().count(), 1 + rows.len());
+        assert!(super::super::export::xlsx(&r).unwrap().starts_with(b"PK"), "an XLSX is a zip");
+    }
+
+    #[test]
+    fn the_pdf_names_a_missing_font_instead_of_drawing_wrong_glyphs() {
+        let err = super::super::pdf::render(&report(Lang::Vi), std::path::Path::new("/nonexistent/DejaVuSans.ttf")).unwrap_err();
+        assert!(matches!(err, super::super::pdf::PdfError::Font { .. }));
+        assert!(err.to_string().contains("fonts-dejavu-core"), "{err}");
+    }
+
+    #[test]
+    fn the_html_report_is_printable_and_in_vietnamese() {
+        let html = render_html(&report(Lang::Vi), None);
+        assert!(html.contains("Báo cáo đánh giá hằng năm — giai đoạn 2024–2024"));
+        assert!(html.contains("6,81") && html.contains("37.260.000 ₫"));
+        assert!(html.contains("id=\"dl-pdf\"") && !html.contains("<script"));
+    }
+}

@@ -41,7 +41,12 @@ pub fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                     Ok(log) => {
                         drop(log);
                         let keys = WardKeys::load(&config.data_dir, &ward)?.context("the key was just made")?;
-                        println!("made the signing key of ward {}: {} (signs from seq {})", ward.ward, keys.key_id(), keys.valid_from_seq());
+                        println!(
+                            "made the signing key of ward {}: {} (signs from seq {})",
+                            ward.ward,
+                            keys.key_id(),
+                            keys.valid_from_seq()
+                        );
                         keys
                     }
                     // A node started meanwhile: it made the key.
@@ -61,7 +66,12 @@ pub fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 }
             } else {
                 println!("ward {}.{}.{}", ward.province, ward.town, ward.ward);
-                println!("signing key:  {} (signs from seq {}, made {})", keys.key_id(), keys.valid_from_seq(), keys.created_at().to_rfc3339());
+                println!(
+                    "signing key:  {} (signs from seq {}, made {})",
+                    keys.key_id(),
+                    keys.valid_from_seq(),
+                    keys.created_at().to_rfc3339()
+                );
                 for r in keys.retired() {
                     println!(
                         "retired key:  {} (signed seqs {}–{}, retired {}; its secret is erased)",
@@ -88,7 +98,11 @@ pub fn run(config: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
             let old = keys.key_id().to_owned();
             keys.rotate(next)?;
             drop(log);
-            println!("rotated the signing key of ward {}: {old} → {} (signs from seq {next}); the old secret is erased", ward.ward, keys.key_id());
+            println!(
+                "rotated the signing key of ward {}: {old} → {} (signs from seq {next}); the old secret is erased",
+                ward.ward,
+                keys.key_id()
+            );
             print_next_step(&keys);
         }
     }
