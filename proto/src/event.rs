@@ -35,6 +35,10 @@ pub const SCHEMA_VERSION: u32 = 3;
 /// First and last year the plan covers (2021–2025, vision to 2030).
 pub const FIRST_YEAR: u16 = 2021;
 pub const LAST_YEAR: u16 = 2030;
+/// The 14 points (điểm) of the Law on Children 2016, art. 10 — the groups of
+/// children in special circumstances. Vietnamese lettering: there is a "đ"
+/// and no "f" or "j".
+pub const ART10_POINTS: [char; 14] = ['a', 'b', 'c', 'd', 'đ', 'e', 'g', 'h', 'i', 'k', 'l', 'm', 'n', 'o'];
 /// Longest encoded event accepted anywhere (keeps sled values inline, see ward log).
 pub const MAX_EVENT_BYTES: usize = 8 * 1024;
 
@@ -199,7 +203,8 @@ pub struct WardRecognised {
 }
 
 /// What a case is about. A child in special circumstances names the groups of
-/// the Law on Children 2016, art. 10 (letters a–o; several may apply).
+/// the Law on Children 2016, art. 10 (points a, b, c, d, đ, e, g, h, i, k, l,
+/// m, n, o — see [`ART10_POINTS`]; several may apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseCategory {
@@ -308,7 +313,7 @@ pub struct CaseOpened {
     pub case_id: Uuid,
     pub year: u16,
     pub category: CaseCategory,
-    /// Letters a–o of art. 10 for special circumstances; empty otherwise.
+    /// Points of art. 10 for special circumstances ([`ART10_POINTS`]); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<char>,
     pub sex: Sex,
@@ -366,9 +371,9 @@ pub enum EventError {
     NotObservable { code: String, from: String },
     #[error("population report for {year} has no figures; give at least one group ({groups})")]
     EmptyPopulation { year: u16, groups: String },
-    #[error("group letter {letter:?} is not one of the art. 10 letters a–o")]
+    #[error("group letter {letter:?} is not a point of art. 10 (a, b, c, d, đ, e, g, h, i, k, l, m, n, o)")]
     BadGroupLetter { letter: char },
-    #[error("a special-circumstances case needs at least one art. 10 group letter (a–o)")]
+    #[error("a special-circumstances case needs at least one art. 10 point (a, b, c, d, đ, e, g, h, i, k, l, m, n, o)")]
     MissingGroups,
     #[error("art. 10 group letters apply only to special-circumstances cases, not {category}")]
     GroupsOnWrongCategory { category: String },
@@ -469,7 +474,7 @@ impl Event {
             Event::CaseOpened(c) => {
                 year(c.year)?;
                 for &l in &c.groups {
-                    if !('a'..='o').contains(&l) {
+                    if !ART10_POINTS.contains(&l) {
                         return Err(EventError::BadGroupLetter { letter: l });
                     }
                 }

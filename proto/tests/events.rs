@@ -194,8 +194,12 @@ fn other_bad_bodies_are_refused_with_the_reason() {
         Event::PopulationReported(PopulationReported { year: 2024, figures: BTreeMap::new() }),
         &["no figures", "children_under_16"],
     );
-    assert_refused(case_opened(CaseCategory::SpecialCircumstances, &[]), &["at least one art. 10 group letter"]);
-    assert_refused(case_opened(CaseCategory::SpecialCircumstances, &['a', 'p']), &["'p'", "a–o"]);
+    assert_refused(case_opened(CaseCategory::SpecialCircumstances, &[]), &["at least one art. 10 point"]);
+    assert_refused(case_opened(CaseCategory::SpecialCircumstances, &['a', 'p']), &["'p'", "art. 10"]);
+    // Vietnamese lettering: "đ" is a point, "f" and "j" are not.
+    assert_refused(case_opened(CaseCategory::SpecialCircumstances, &['f']), &["'f'", "đ"]);
+    assert_refused(case_opened(CaseCategory::SpecialCircumstances, &['j']), &["'j'"]);
+    assert!(case_opened(CaseCategory::SpecialCircumstances, &['đ', 'o']).validate(&Catalogue::shipped()).is_ok());
     assert_refused(case_opened(CaseCategory::Abuse, &['b']), &["only to special-circumstances cases, not abuse"]);
     let mut blank = observed("2", 2024, 1, Some(2));
     if let Event::IndicatorObserved(o) = &mut blank {

@@ -105,7 +105,7 @@ pub struct OpenCase {
     /// The year the case is opened in (2021–2030).
     pub year: u16,
     pub category: CaseCategory,
-    /// Art. 10 letters a–o, for special circumstances only.
+    /// Art. 10 points (a, b, c, d, đ, e, g, h, i, k, l, m, n, o), for special circumstances only.
     #[serde(default)]
     pub groups: Vec<char>,
     pub sex: Sex,

@@ -40,10 +40,13 @@ pub fn with_bench_town(dir: &Path) -> anyhow::Result<PathBuf> {
     write(dir, &h)
 }
 
+/// Province code → (town code → ward codes), in order.
+pub type Codes = Vec<(String, Vec<(String, Vec<String>)>)>;
+
 /// Codes of a synthetic hierarchy: province `p` (0-based) is `"{10+p}"`,
 /// its town `t` is `"{p}{t:02}"` with a leading `9`, ward `w` of that town is
 /// the town code followed by `w` on 3 digits. All unique, all digits.
-pub fn synthetic_codes(provinces: usize, towns: usize, wards_per_town: &[usize]) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+pub fn synthetic_codes(provinces: usize, towns: usize, wards_per_town: &[usize]) -> Codes {
     (0..provinces)
         .map(|p| {
             let province = format!("{}", 10 + p);
@@ -61,7 +64,7 @@ pub fn synthetic_codes(provinces: usize, towns: usize, wards_per_town: &[usize])
 }
 
 /// Writes a hierarchy of the given codes to `dir/hierarchy.json`.
-pub fn synthetic(dir: &Path, codes: &[(String, Vec<(String, Vec<String>)>)]) -> anyhow::Result<PathBuf> {
+pub fn synthetic(dir: &Path, codes: &Codes) -> anyhow::Result<PathBuf> {
     let provinces: Vec<Value> = codes
         .iter()
         .map(|(p, towns)| {

@@ -249,19 +249,27 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         })
         .await;
         let running = match load {
-            Some(_) => stage(&mut report, "catch-up: the wards come online", system::catch_up(opts, &scratch, &nats.url(), &mut live)).await,
+            Some(_) => {
+                stage(&mut report, "catch-up: the wards come online", system::catch_up(opts, &scratch, &nats.url(), &mut live)).await
+            }
             None => None,
         };
         if let Some(running) = running {
-            stage(&mut report, "latency record → town → province", system::latency(&running, opts.latency_rate, opts.latency_secs, &mut live))
-                .await;
+            stage(
+                &mut report,
+                "latency record → town → province",
+                system::latency(&running, opts.latency_rate, opts.latency_secs, &mut live),
+            )
+            .await;
             stage(&mut report, "town API under dashboard clients", system::api(&running, opts.api_clients, opts.api_secs, &mut live)).await;
             stage(&mut report, "memory of the running services", system::measure_and_stop(running, &mut live)).await;
             figures.live = Some(live);
-            figures.stream = stage(&mut report, "town apply of the full stream, rebuild vs raw consume", town::run(opts, &scratch, &nats.url())).await;
+            figures.stream =
+                stage(&mut report, "town apply of the full stream, rebuild vs raw consume", town::run(opts, &scratch, &nats.url())).await;
         }
         figures.ward_memory =
-            stage(&mut report, "a ward's memory, idle and recording", town::ward_memory(opts, &scratch, &nats.url(), &hierarchy_file)).await;
+            stage(&mut report, "a ward's memory, idle and recording", town::ward_memory(opts, &scratch, &nats.url(), &hierarchy_file))
+                .await;
     }
     drop(nats);
     if opts.runs("postgres") {
@@ -294,7 +302,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     }
     if opts.runs("scale") {
         for scenario in &opts.scale {
-            if let Some(f) = stage(&mut report, &format!("scale: {} ({} communes)", scenario.name, scenario.wards()), scale::run(&scratch, scenario)).await {
+            if let Some(f) =
+                stage(&mut report, &format!("scale: {} ({} communes)", scenario.name, scenario.wards()), scale::run(&scratch, scenario))
+                    .await
+            {
                 figures.scale.push(f);
             }
         }

@@ -188,7 +188,10 @@ impl Cluster {
             .await?;
         let opts = format!("-k {} -c listen_addresses='' -p {PORT} -c max_connections=200", dir.display());
         cluster
-            .server("pg_ctl", &["-D", &data.to_string_lossy(), "-l", &dir.join("server.log").to_string_lossy(), "-w", "-t", "120", "-o", &opts, "start"])
+            .server(
+                "pg_ctl",
+                &["-D", &data.to_string_lossy(), "-l", &dir.join("server.log").to_string_lossy(), "-w", "-t", "120", "-o", &opts, "start"],
+            )
             .await?;
         cluster.running = true;
         cluster.psql("postgres", "CREATE DATABASE bench").await?;
@@ -273,9 +276,10 @@ fn is_root() -> bool {
 
 fn postgres_ids() -> anyhow::Result<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
-    let line = passwd.lines().find(|l| l.starts_with("postgres:")).context(
-        "no postgres user: install PostgreSQL from Debian (apt-get install -y postgresql; scripts/bench.sh does it)",
-    )?;
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .context("no postgres user: install PostgreSQL from Debian (apt-get install -y postgresql; scripts/bench.sh does it)")?;
     let f: Vec<&str> = line.split(':').collect();
     Ok((f[2].parse()?, f[3].parse()?))
 }
@@ -335,7 +339,15 @@ pub async fn run(scratch: &Scratch, load: &Path, lines: u64, doc: &str, secs: u6
     result
 }
 
-async fn stages(cluster: &Cluster, scratch: &Scratch, load: &Path, lines: u64, doc: &str, secs: u64, clients: usize) -> anyhow::Result<PgFigures> {
+async fn stages(
+    cluster: &Cluster,
+    scratch: &Scratch,
+    load: &Path,
+    lines: u64,
+    doc: &str,
+    secs: u64,
+    clients: usize,
+) -> anyhow::Result<PgFigures> {
     let version = cluster.psql("bench", "SHOW server_version").await?;
     let version = version.split_whitespace().next().unwrap_or("?").to_string();
     let mut f = PgFigures { version, ..Default::default() };

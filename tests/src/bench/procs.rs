@@ -52,7 +52,14 @@ impl Service {
     }
 
     /// Spawns the process without waiting for it (see [`Service::wait_http`]).
-    pub fn spawn(bin_dir: &Path, binary: &str, name: &str, data_dir: &Path, logs: &Path, env: &[(&str, String)]) -> anyhow::Result<Service> {
+    pub fn spawn(
+        bin_dir: &Path,
+        binary: &str,
+        name: &str,
+        data_dir: &Path,
+        logs: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Service> {
         let program = bin_dir.join(binary);
         if !program.is_file() {
             bail!("{} is missing: build the release binaries first (cargo build --release --bins), or pass --bin-dir", program.display());
@@ -84,14 +91,19 @@ impl Service {
         if let Ok(Some(status)) = self.child.try_wait() {
             bail!("{} exited at start ({status}); see {}", self.name, self.log_path.display());
         }
-        let addr = wait_until(&format!("{} serves HTTP (log: {})", self.name, self.log_path.display()), START_DEADLINE, Duration::from_millis(20), || {
-            let (http, file) = (http.clone(), file.clone());
-            async move {
-                let addr = std::fs::read_to_string(&file).ok()?;
-                let ok = http.get(format!("http://{addr}/health")).send().await.ok()?.status().is_success();
-                ok.then_some(addr)
-            }
-        })
+        let addr = wait_until(
+            &format!("{} serves HTTP (log: {})", self.name, self.log_path.display()),
+            START_DEADLINE,
+            Duration::from_millis(20),
+            || {
+                let (http, file) = (http.clone(), file.clone());
+                async move {
+                    let addr = std::fs::read_to_string(&file).ok()?;
+                    let ok = http.get(format!("http://{addr}/health")).send().await.ok()?.status().is_success();
+                    ok.then_some(addr)
+                }
+            },
+        )
         .await?;
         self.addr = addr;
         Ok(())
@@ -141,7 +153,8 @@ impl Viewer {
 
     /// Gives the token to the town or province whose data dir is `data_dir`.
     pub fn provision(&self, data_dir: &Path) -> anyhow::Result<()> {
-        let store = TokenStore::open(&treem_auth::auth_dir(data_dir)).map_err(|e| anyhow::anyhow!("token store of {}: {e}", data_dir.display()))?;
+        let store =
+            TokenStore::open(&treem_auth::auth_dir(data_dir)).map_err(|e| anyhow::anyhow!("token store of {}: {e}", data_dir.display()))?;
         store.add(&self.token, "treem bench", Role::Viewer).map_err(|e| anyhow::anyhow!("add the bench token: {e}"))?;
         Ok(())
     }

@@ -104,7 +104,8 @@ impl Report {
 
     /// The table as Markdown, with the machine and any failures under it.
     pub fn table(&self) -> String {
-        let mut out = String::from("| stage | treem | raw limit (same run) | ratio | goal | met? |\n| --- | --- | --- | --- | --- | --- |\n");
+        let mut out =
+            String::from("| stage | treem | raw limit (same run) | ratio | goal | met? |\n| --- | --- | --- | --- | --- | --- |\n");
         for r in &self.rows {
             let ratio = r.ratio.map_or("—".into(), |x| format!("{:.0} %", x * 100.0));
             let met = match r.met {
@@ -130,9 +131,27 @@ fn secs(d: std::time::Duration) -> String {
 pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
     let mut rows = Vec::new();
     if let Some(d) = &f.disk {
-        rows.push(Row::rate("ward: durable records/s, 1 writer".into(), d.ward_1, "sled insert+flush+fdatasync, each", d.sled_1, Some(0.8)));
-        rows.push(Row::rate(format!("ward: durable records/s, {WRITERS} writers"), d.ward_16, &format!("sled per {BATCH}"), d.sled_100, Some(0.5)));
-        rows.push(Row::rate(format!("ward: durable records/s, batches of {BATCH} (CSV import)"), d.ward_batch_100, &format!("sled per {BATCH}"), d.sled_100, None));
+        rows.push(Row::rate(
+            "ward: durable records/s, 1 writer".into(),
+            d.ward_1,
+            "sled insert+flush+fdatasync, each",
+            d.sled_1,
+            Some(0.8),
+        ));
+        rows.push(Row::rate(
+            format!("ward: durable records/s, {WRITERS} writers"),
+            d.ward_16,
+            &format!("sled per {BATCH}"),
+            d.sled_100,
+            Some(0.5),
+        ));
+        rows.push(Row::rate(
+            format!("ward: durable records/s, batches of {BATCH} (CSV import)"),
+            d.ward_batch_100,
+            &format!("sled per {BATCH}"),
+            d.sled_100,
+            None,
+        ));
         rows.push(Row::info(
             "disk: write+fdatasync (1 per sync / per 100)".into(),
             "—".into(),
@@ -164,7 +183,12 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         let treem = l.catch_up.as_secs_f64();
         rows.push(Row {
             stage: format!("catch-up: {} wards × {} unsynced events → town complete", opts.wards, count(opts.per_ward)),
-            treem: format!("{} ({} stalled fetches, {} events held behind a gap)", secs(l.catch_up), l.catch_up_stalls, count(l.catch_up_held as u64)),
+            treem: format!(
+                "{} ({} stalled fetches, {} events held behind a gap)",
+                secs(l.catch_up),
+                l.catch_up_stalls,
+                count(l.catch_up_held as u64)
+            ),
             raw: format!("{} s at the slower raw rate ({}/s)", num(bound), num(slower)),
             ratio: Some(bound / treem),
             goal: "within 2× of raw".into(),
@@ -173,7 +197,13 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         });
     }
     if let Some(s) = &f.stream {
-        rows.push(Row::rate("projection rebuild from the stream, events/s".into(), s.rebuild, "pull fetch, no ack", s.raw_consume_no_ack, Some(0.5)));
+        rows.push(Row::rate(
+            "projection rebuild from the stream, events/s".into(),
+            s.rebuild,
+            "pull fetch, no ack",
+            s.raw_consume_no_ack,
+            Some(0.5),
+        ));
     }
     if let Some(l) = f.live.as_ref().filter(|l| !l.latency_town.is_empty()) {
         let extra = if l.latency_missing > 0 { format!(" ({} events never seen)", l.latency_missing) } else { String::new() };
@@ -208,11 +238,34 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
     if let Some(p) = &f.postgres {
         let pg = format!("PostgreSQL {}", p.version);
         if let Some(d) = &f.disk {
-            rows.push(Row::rate("vs PostgreSQL: insert 1 event/txn, 1 client (treem: ward, 1 writer)".into(), d.ward_1, &pg, p.insert_1, None));
-            rows.push(Row::rate(format!("vs PostgreSQL: insert 1 event/txn, 16 clients (treem: {WRITERS} writers)"), d.ward_16, &pg, p.insert_16, None));
-            rows.push(Row::rate(format!("vs PostgreSQL: insert {BATCH} events/txn (treem: batches of {BATCH})"), d.ward_batch_100, &pg, p.insert_batch, None));
+            rows.push(Row::rate(
+                "vs PostgreSQL: insert 1 event/txn, 1 client (treem: ward, 1 writer)".into(),
+                d.ward_1,
+                &pg,
+                p.insert_1,
+                None,
+            ));
+            rows.push(Row::rate(
+                format!("vs PostgreSQL: insert 1 event/txn, 16 clients (treem: {WRITERS} writers)"),
+                d.ward_16,
+                &pg,
+                p.insert_16,
+                None,
+            ));
+            rows.push(Row::rate(
+                format!("vs PostgreSQL: insert {BATCH} events/txn (treem: batches of {BATCH})"),
+                d.ward_batch_100,
+                &pg,
+                p.insert_batch,
+                None,
+            ));
         } else {
-            rows.push(Row::info("PostgreSQL: insert 1 event/txn, 1 / 16 clients".into(), "—".into(), format!("{}/s / {}/s", num(p.insert_1), num(p.insert_16)), p.insert_1));
+            rows.push(Row::info(
+                "PostgreSQL: insert 1 event/txn, 1 / 16 clients".into(),
+                "—".into(),
+                format!("{}/s / {}/s", num(p.insert_1), num(p.insert_16)),
+                p.insert_1,
+            ));
         }
         rows.push(Row::info(
             format!("PostgreSQL: COPY-load of the catch-up's {} events", count(p.loaded)),
@@ -236,33 +289,25 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         let (p50, p99) = s.probes.p50_p99();
         rows.push(Row::info(
             format!("scale: {} — one-month backlog, {} events", s.name, count(s.events)),
-            format!(
-                "towns applied {}/s (all done in {}); wards published {}/s",
-                num(s.town_rate),
-                secs(s.towns_done),
-                num(s.publish_rate)
-            ),
+            format!("towns applied {}/s (all done in {}); wards published {}/s", num(s.town_rate), secs(s.towns_done), num(s.publish_rate)),
             "—".into(),
             s.town_rate,
         ));
         rows.push(Row::info(
             format!("scale: {} — province roll-up", s.name),
-            format!(
-                "complete {} after the last town; live p50 {} ms, p99 {} ms",
-                secs(s.rollup_after_towns),
-                num(p50),
-                num(p99)
-            ),
+            format!("complete {} after the last town; live p50 {} ms, p99 {} ms", secs(s.rollup_after_towns), num(p50), num(p99)),
             "—".into(),
             s.rollup_done.as_secs_f64(),
         ));
+        let needed = (s.wards as u64 * s.per_day) as f64;
         rows.push(Row::info(
             format!("scale: {} — one server's headroom", s.name),
             format!(
-                "{} events/day ≈ {} communes at {}/day",
+                "sustains {} events/day; the communes record {}/day (×{} headroom); a month offline everywhere catches up in {}",
                 num(s.per_day_capacity),
-                num(s.per_day_capacity / s.per_day.max(1) as f64),
-                s.per_day
+                num(needed),
+                num(s.per_day_capacity / needed.max(1.0)),
+                secs(s.rollup_done)
             ),
             "—".into(),
             s.per_day_capacity,

@@ -76,15 +76,7 @@ fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
 /// A human figure: `12,345`, `1.23`, `0.0456`.
 pub fn num(v: f64) -> String {
     if v >= 1000.0 {
-        let s = format!("{:.0}", v);
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
+        count(v.round() as u64)
     } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -101,7 +93,7 @@ pub fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

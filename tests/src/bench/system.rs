@@ -145,10 +145,8 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<Value
 pub async fn town_positions(http: &reqwest::Client, town_addr: &str, wards: &[&str]) -> anyhow::Result<(Vec<u64>, u64)> {
     let v = get_json(http, &format!("http://{town_addr}/api/v1/sync")).await?;
     let listed = v["wards"].as_array().context("sync has wards")?;
-    let positions = wards
-        .iter()
-        .map(|w| listed.iter().find(|x| x["ward"] == *w).and_then(|x| x["last_seq_applied"].as_u64()).unwrap_or(0))
-        .collect();
+    let positions =
+        wards.iter().map(|w| listed.iter().find(|x| x["ward"] == *w).and_then(|x| x["last_seq_applied"].as_u64()).unwrap_or(0)).collect();
     Ok((positions, v["stream_seq"].as_u64().unwrap_or(0)))
 }
 
@@ -187,7 +185,14 @@ pub async fn catch_up(opts: &Options, scratch: &Scratch, nats_url: &str, figures
     let mut running = Vec::new();
     for w in &wards {
         let dir = ward_dir(scratch, w);
-        running.push(Service::spawn(&opts.bin_dir, "treem-ward", &format!("ward-{w}"), &dir, &logs, &ward_env(&dir, w, "690", nats_url, None))?);
+        running.push(Service::spawn(
+            &opts.bin_dir,
+            "treem-ward",
+            &format!("ward-{w}"),
+            &dir,
+            &logs,
+            &ward_env(&dir, w, "690", nats_url, None),
+        )?);
     }
     let http = viewer.client()?;
     let addr = town.addr.clone();
@@ -235,7 +240,8 @@ pub async fn latency(live: &Live, rate_per_sec: f64, secs: f64, figures: &mut Li
     let http = live.viewer.client()?;
 
     let town_poller = {
-        let (probes, recording, http, addr, wards) = (probes.clone(), recording.clone(), http.clone(), live.town.addr.clone(), wards.clone());
+        let (probes, recording, http, addr, wards) =
+            (probes.clone(), recording.clone(), http.clone(), live.town.addr.clone(), wards.clone());
         tokio::spawn(async move {
             loop {
                 let (positions, _) = town_positions(&http, &addr, &wards).await?;
@@ -329,7 +335,8 @@ pub async fn latency(live: &Live, rate_per_sec: f64, secs: f64, figures: &mut Li
         let seen = get_json(&http, &url).await.map(|v| v["indicators"].clone()).unwrap_or_default();
         let (positions, stream_seq) = town_positions(&http, &live.town.addr, &wards).await.unwrap_or_default();
         for (w, ward) in wards.iter().enumerate() {
-            let at_province = seen.as_array().and_then(|l| l.iter().find(|i| i["code"] == LATENCY_CODES[w])).map(|i| i["numerator"].clone());
+            let at_province =
+                seen.as_array().and_then(|l| l.iter().find(|i| i["code"] == LATENCY_CODES[w])).map(|i| i["numerator"].clone());
             eprintln!(
                 "  ward {ward}: recorded up to {} (indicator {}), province shows {:?}; town applied seq {:?} (stream_seq {stream_seq})",
                 values[w],

@@ -227,7 +227,8 @@ pub async fn fill_ward_log(
     sink: &mut (dyn FnMut(&Envelope) + Send),
 ) -> anyhow::Result<u64> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-    let log = WardLog::open(data_dir, ward.clone(), Catalogue::shipped()).with_context(|| format!("open the ward log in {}", data_dir.display()))?;
+    let log = WardLog::open(data_dir, ward.clone(), Catalogue::shipped())
+        .with_context(|| format!("open the ward log in {}", data_dir.display()))?;
     let mut mix = Mix::new(seed);
     let opens = (events * OPEN_SHARE / 100).max(u64::from(events > 0));
     let mut in_flight = FuturesUnordered::new();

@@ -20,12 +20,12 @@ mod harness;
 /// Starting the parts of a system for a scenario.
 mod system;
 
-/// The benchmark suite at its smallest size: every stage runs and gives a figure.
-mod bench_smoke;
 /// Headless Chromium: a ward form filled and submitted, the figure on the town dashboard, reports downloaded, screenshots.
 mod browser;
 /// Bad input at the ward's HTTP, CLI and CSV, and at the town and province APIs.
 mod bad_input;
+/// The benchmark suite at its smallest size: every stage runs and gives a figure.
+mod bench_smoke;
 /// The town and province on a 3-node JetStream cluster (R3): a follower, then the stream leader, killed while wards replicate.
 mod cluster;
 /// kill -9 of a ward binary mid-recording and mid-replication, and of the town mid-stream.

@@ -108,7 +108,7 @@ pub enum Input {
     Text,
     Date,
     Select(Vec<(String, String)>),
-    /// Check boxes for the letters a–o of art. 10.
+    /// Check boxes for the points of art. 10 (a, b, c, d, đ, e, g, h, i, k, l, m, n, o).
     Letters,
 }
 
@@ -171,8 +171,8 @@ pub fn fields(kind: FormKind, lang: Lang, catalogue: &Catalogue, cases: &[KnownC
         hint(
             field("groups", lang.t("Nhóm theo Điều 10 Luật Trẻ em", "Groups of art. 10, Law on Children"), Input::Letters, false),
             lang.t(
-                "Chỉ với trẻ em có hoàn cảnh đặc biệt: chọn ít nhất một điểm a–o.",
-                "Special circumstances only: tick at least one letter a–o.",
+                "Chỉ với trẻ em có hoàn cảnh đặc biệt: chọn ít nhất một điểm của Điều 10.",
+                "Special circumstances only: tick at least one point of art. 10.",
             ),
         )
     };
@@ -301,7 +301,7 @@ fn control(f: &Field, values: &Values, id: &str) -> String {
         Input::Letters => {
             let chosen: Vec<&str> = values.get(&f.name).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default();
             let mut s = String::from("<span class=\"letters\">");
-            for l in 'a'..='o' {
+            for l in treem_proto::event::ART10_POINTS {
                 let l = l.to_string();
                 let checked = if chosen.contains(&l.as_str()) { " checked" } else { "" };
                 let _ = write!(s, "<label><input type=\"checkbox\" name=\"{}\" value=\"{l}\"{checked}> {l}</label>", esc(&f.name));

@@ -112,7 +112,7 @@ impl Reader<'_> {
             let mut chars = l.trim().chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => out.push(c),
-                _ => self.fail("groups", format!("«{l}» không phải là một điểm a–o."), format!("{l:?} is not a letter a–o.")),
+                _ => self.fail("groups", format!("«{l}» không phải là một điểm của Điều 10."), format!("{l:?} is not a point of art. 10.")),
             }
         }
         out.sort_unstable();
@@ -257,12 +257,12 @@ pub fn event_error(e: &EventError, catalogue: &Catalogue, lang: Lang) -> Errors 
             format!("Chỉ tiêu {code} do hệ thống tự tính từ hồ sơ và số liệu dân số; không nhập trực tiếp — hãy ghi các hồ sơ và dân số."),
         ),
         EventError::EmptyPopulation { .. } => (FORM, "Hãy nhập ít nhất một số liệu dân số.".to_string()),
-        EventError::BadGroupLetter { letter } => ("groups", format!("«{letter}» không phải là một điểm a–o của Điều 10.")),
+        EventError::BadGroupLetter { letter } => ("groups", format!("«{letter}» không phải là một điểm của Điều 10 (a, b, c, d, đ, e, g, h, i, k, l, m, n, o).")),
         EventError::MissingGroups => {
-            ("groups", "Trẻ em có hoàn cảnh đặc biệt cần ít nhất một nhóm (điểm a–o, Điều 10 Luật Trẻ em).".to_string())
+            ("groups", "Trẻ em có hoàn cảnh đặc biệt cần ít nhất một nhóm (một điểm của Điều 10 Luật Trẻ em).".to_string())
         }
         EventError::GroupsOnWrongCategory { .. } => {
-            ("groups", "Nhóm theo Điều 10 chỉ dùng cho trẻ em có hoàn cảnh đặc biệt; hãy bỏ chọn các điểm a–o.".to_string())
+            ("groups", "Nhóm theo Điều 10 chỉ dùng cho trẻ em có hoàn cảnh đặc biệt; hãy bỏ chọn các điểm.".to_string())
         }
         EventError::Empty { field } => (*field, "Không được để trống.".to_string()),
         EventError::TooLong { field, len, max } => (*field, format!("Quá dài: {len} ký tự, tối đa {max}.")),

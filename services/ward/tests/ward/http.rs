@@ -179,7 +179,7 @@ async fn open_a_case_over_http() {
         ),
         (
             json!({"identity": {"name": "A", "date_of_birth": "2015-01-01", "address": "x", "guardian": "y"}, "year": 2024, "category": "special_circumstances", "sex": "female"}),
-            "at least one art. 10 group",
+            "at least one art. 10 point",
         ),
         (
             json!({"identity": {"name": "A", "date_of_birth": "2015-01-01", "address": "x", "guardian": "y"}, "year": 2024, "category": "aliens", "sex": "female"}),
