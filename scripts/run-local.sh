@@ -486,6 +486,9 @@ cat <<EOF
 
 treem is running locally ($((SECONDS - started)) s from start). Look at:
 
+  town dashboard (browser)   $town_url/   (sign in with the token in $run/town.token)
+  province dashboard         $province_url/   (token in $run/province.token)
+  ward data entry (browser)  http://127.0.0.1:7411/   (this computer only, no sign-in)
   town, indicators $SAMPLE_YEAR     $town_url/api/v1/indicators?year=$SAMPLE_YEAR
   town, one indicator        $town_url/api/v1/indicators?year=$SAMPLE_YEAR&code=4a
   town, one ward's view      $town_url/api/v1/indicators?year=$SAMPLE_YEAR&ward=25336
