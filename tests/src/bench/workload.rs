@@ -89,8 +89,9 @@ impl Mix {
             CaseCategory::DisasterAffected,
         ]);
         let groups = if category == CaseCategory::SpecialCircumstances {
-            let first = (b'a' + self.rng.below(15) as u8) as char;
-            let second = (b'a' + self.rng.below(15) as u8) as char;
+            let points = treem_proto::event::ART10_POINTS;
+            let first = points[self.rng.below(points.len() as u64) as usize];
+            let second = points[self.rng.below(points.len() as u64) as usize];
             if first == second { vec![first] } else { vec![first.min(second), first.max(second)] }
         } else {
             Vec::new()
