@@ -444,12 +444,19 @@ async fn the_binary_keeps_its_state_through_kill_9_and_stops_cleanly_on_sigterm(
     child.0.wait().unwrap();
 
     let (mut child, addr) = spawn_binary(&data_dir, &nats.url()).await;
-    let (_, body) = get(addr, "/api/v1/indicators?year=2025&code=4a").await;
-    assert_eq!(
-        (indicator(&body, "4a")["numerator"].as_u64(), indicator(&body, "4a")["denominator"].as_u64()),
-        (Some(10), Some(150)),
-        "{body}"
-    );
+    // A snapshot the HTTP view showed may not have been flushed when the kill
+    // came (sled serves reads from its write buffers); it was not
+    // acknowledged either, so JetStream delivers it again: wait for that.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = get(addr, "/api/v1/indicators?year=2025&code=4a").await;
+        let got = (indicator(&body, "4a")["numerator"].as_u64(), indicator(&body, "4a")["denominator"].as_u64());
+        if got == (Some(10), Some(150)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the province lost a snapshot through kill -9: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let status = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + DEADLINE;
