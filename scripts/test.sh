@@ -6,6 +6,9 @@
 #   1. makes sure a pinned nats-server exists (scripts/install-nats.sh, a
 #      no-op when it already does) and exports TREEM_NATS_SERVER for the
 #      harness (tests/src/nats.rs); a TREEM_NATS_SERVER already set wins;
+#      likewise headless Chromium for the browser test
+#      (scripts/install-browser.sh) and PostgreSQL's binaries for the
+#      benchmark smoke test (scripts/install-postgres.sh), from Debian;
 #   2. doctests (`cargo test --doc`: nextest does not run them), which keep
 #      the examples in our docs compiling;
 #   3. all other tests with cargo-nextest, profile `ci` when CI=true (see
@@ -22,6 +25,8 @@ if [[ -z "${TREEM_NATS_SERVER:-}" ]]; then
 fi
 export TREEM_NATS_SERVER
 echo "test.sh: nats-server: $TREEM_NATS_SERVER ($("$TREEM_NATS_SERVER" --version))"
+scripts/install-browser.sh </dev/null >/dev/null
+scripts/install-postgres.sh </dev/null
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: cargo-nextest is missing; install it with: cargo install cargo-nextest --locked" >&2

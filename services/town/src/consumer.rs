@@ -17,12 +17,19 @@ const FETCH_DEADLINE: Duration = Duration::from_millis(2000);
 
 /// Runs until `stop` turns true. Reconnects and backs off on any error.
 pub async fn run(shared: Arc<Shared>, js: async_nats::jetstream::Context, forward: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(shared.config.backoff_min_ms);
+    let min = Duration::from_millis(shared.config.backoff_min_ms);
     let max = Duration::from_millis(shared.config.backoff_max_ms);
+    let mut backoff = min;
     while !*stop.borrow() {
+        let started = std::time::Instant::now();
         match session(&shared, &js, &forward, &mut stop).await {
             Ok(()) => return,
             Err(e) => {
+                // A session that ran a while was healthy: the next failure
+                // starts the back-off afresh instead of where it once climbed.
+                if started.elapsed() > max {
+                    backoff = min;
+                }
                 *shared.last_error.lock().expect("lock") = Some(e.clone());
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "ward stream unavailable; retrying");
                 tokio::select! {
@@ -69,7 +76,8 @@ async fn session(
                 }
             }
         };
-        if tokio::time::timeout(FETCH_DEADLINE, collect).await.is_err() {
+        let stalled = tokio::time::timeout(FETCH_DEADLINE, collect).await.is_err();
+        if stalled {
             if messages.is_empty() {
                 return Err("fetch from the ward stream stalled (server gone?); starting a new session".into());
             }
@@ -112,5 +120,11 @@ async fn session(
         }
         shared.applied_notify.notify_waiters();
         forward.notify_one();
+        if stalled {
+            // The rest of that pull may be lost with its connection; a new
+            // session restarts the consumer from its ack floor, so those
+            // messages come again now rather than after the ack wait.
+            return Err("fetch from the ward stream stalled after some messages; starting a new session".into());
+        }
     }
 }

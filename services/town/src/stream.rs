@@ -139,7 +139,11 @@ pub async fn ensure_consumer(
     // and wards re-send what the stream lost (ward reconcile).
     let last = stream.get_info().await.map_err(|e| err(&e))?.state.last_sequence;
     let committed = if committed > last {
-        tracing::warn!(committed, stream_last = last, "the ward stream ends before the town's position: it lost messages; resuming at its end");
+        tracing::warn!(
+            committed,
+            stream_last = last,
+            "the ward stream ends before the town's position: it lost messages; resuming at its end"
+        );
         last
     } else {
         committed
@@ -152,7 +156,7 @@ pub async fn ensure_consumer(
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.clone()),
             ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             max_ack_pending: 100_000,
             deliver_policy,
             ..Default::default()

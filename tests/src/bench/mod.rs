@@ -219,15 +219,21 @@ async fn stage<T>(report: &mut Report, name: &str, fut: impl Future<Output = any
     }
 }
 
-/// Runs every stage of `opts` and returns the report.
+/// Runs every stage of `opts` in a new run directory, removed (unless
+/// kept) before the report is returned.
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let scratch = Scratch::new(&opts.dir, opts.keep)?;
+    run_in(opts, &scratch).await
+}
+
+/// Runs every stage of `opts` in the run directory `scratch` and returns the report.
+pub async fn run_in(opts: &Options, scratch: &Scratch) -> anyhow::Result<Report> {
     let mut report = Report::new(stats::machine(scratch.root()));
     eprintln!("treem-bench: {}; run directory {}", report.machine, scratch.root().display());
     let mut figures = report::Figures::default();
 
     if opts.runs("disk") {
-        figures.disk = stage(&mut report, "ward durable appends vs sled and fdatasync", disk::run(&scratch, opts.disk_secs)).await;
+        figures.disk = stage(&mut report, "ward durable appends vs sled and fdatasync", disk::run(scratch, opts.disk_secs)).await;
     }
     let hierarchy_file = hierarchy::with_bench_town(scratch.root())?;
     let nats = NatsServer::start().await;
@@ -235,7 +241,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         figures.replication = stage(
             &mut report,
             "ward → town replication vs raw JetStream publish",
-            jetstream::replication(&scratch, &nats.url(), &hierarchy_file, opts.replication_events),
+            jetstream::replication(scratch, &nats.url(), &hierarchy_file, opts.replication_events),
         )
         .await;
     }
@@ -244,14 +250,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         let mut live = system::LiveFigures::default();
         load = stage(&mut report, "fill: six wards record their backlog offline", async {
             let mut copy = postgres::CopyFile::create(scratch.path("postgres-load.txt"))?;
-            system::fill(opts, &scratch, &mut copy).await?;
+            system::fill(opts, scratch, &mut copy).await?;
             copy.finish()
         })
         .await;
         let running = match load {
-            Some(_) => {
-                stage(&mut report, "catch-up: the wards come online", system::catch_up(opts, &scratch, &nats.url(), &mut live)).await
-            }
+            Some(_) => stage(&mut report, "catch-up: the wards come online", system::catch_up(opts, scratch, &nats.url(), &mut live)).await,
             None => None,
         };
         if let Some(running) = running {
@@ -265,11 +269,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             stage(&mut report, "memory of the running services", system::measure_and_stop(running, &mut live)).await;
             figures.live = Some(live);
             figures.stream =
-                stage(&mut report, "town apply of the full stream, rebuild vs raw consume", town::run(opts, &scratch, &nats.url())).await;
+                stage(&mut report, "town apply of the full stream, rebuild vs raw consume", town::run(opts, scratch, &nats.url())).await;
         }
         figures.ward_memory =
-            stage(&mut report, "a ward's memory, idle and recording", town::ward_memory(opts, &scratch, &nats.url(), &hierarchy_file))
-                .await;
+            stage(&mut report, "a ward's memory, idle and recording", town::ward_memory(opts, scratch, &nats.url(), &hierarchy_file)).await;
     }
     drop(nats);
     if opts.runs("postgres") {
@@ -296,14 +299,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         figures.postgres = stage(
             &mut report,
             "PostgreSQL: inserts and the overview query",
-            postgres::run(&scratch, &path, lines, &doc, opts.pg_secs, opts.api_clients),
+            postgres::run(scratch, &path, lines, &doc, opts.pg_secs, opts.api_clients),
         )
         .await;
     }
     if opts.runs("scale") {
         for scenario in &opts.scale {
             if let Some(f) =
-                stage(&mut report, &format!("scale: {} ({} communes)", scenario.name, scenario.wards()), scale::run(&scratch, scenario))
+                stage(&mut report, &format!("scale: {} ({} communes)", scenario.name, scenario.wards()), scale::run(scratch, scenario))
                     .await
             {
                 figures.scale.push(f);

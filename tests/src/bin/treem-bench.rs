@@ -93,8 +93,15 @@ fn main() -> anyhow::Result<()> {
         opts.scale = vec![scale::Scenario::binh_phuoc(d, per_day.unwrap_or(20)), scale::Scenario::vietnam(d, per_day.unwrap_or(10))];
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let report = runtime.block_on(bench::run(&opts))?;
+    let scratch = bench::Scratch::new(&opts.dir, opts.keep)?;
+    let report = runtime.block_on(bench::run_in(&opts, &scratch))?;
     println!("{}", report.table());
+    if opts.keep {
+        eprintln!("treem-bench: run directory kept: {}", scratch.root().display());
+    } else {
+        eprintln!("treem-bench: removing the run directory {}", scratch.root().display());
+    }
+    drop(scratch);
     if let Some(path) = json_out {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| format!("write {}", path.display()))?;
     }

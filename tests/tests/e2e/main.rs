@@ -20,12 +20,12 @@ mod harness;
 /// Starting the parts of a system for a scenario.
 mod system;
 
-/// Headless Chromium: a ward form filled and submitted, the figure on the town dashboard, reports downloaded, screenshots.
-mod browser;
 /// Bad input at the ward's HTTP, CLI and CSV, and at the town and province APIs.
 mod bad_input;
 /// The benchmark suite at its smallest size: every stage runs and gives a figure.
 mod bench_smoke;
+/// Headless Chromium: a ward form filled and submitted, the figure on the town dashboard, reports downloaded, screenshots.
+mod browser;
 /// The town and province on a 3-node JetStream cluster (R3): a follower, then the stream leader, killed while wards replicate.
 mod cluster;
 /// kill -9 of a ward binary mid-recording and mid-replication, and of the town mid-stream.
@@ -47,11 +47,11 @@ mod offline;
 /// Poison on the ward stream: parked with the reason, dead-lettered, never
 /// blocking; `treem-town parked` lists, shows and replays once fixed.
 mod poison;
-/// Provenance: forged, altered, replayed, unsigned events parked and visible in sync status, the
-/// real ones applied; a key rotated mid-stream; an unregistered ward parked until `keys add`.
-mod provenance;
 /// Canary identities never leave the ward (NATS tap on `>`, every file and
 /// API answer of town and province); consent withdrawal; small-count suppression.
 mod privacy;
+/// Provenance: forged, altered, replayed, unsigned events parked and visible in sync status, the
+/// real ones applied; a key rotated mid-stream; an unregistered ward parked until `keys add`.
+mod provenance;
 /// The web pages over HTTP: the ward's form reaches the town dashboard; sign-in, languages, office filter, case summaries by role; evaluation reports as HTML, CSV, XLSX and PDF; the stipend; the province dashboard.
 mod web;

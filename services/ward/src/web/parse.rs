@@ -257,7 +257,9 @@ pub fn event_error(e: &EventError, catalogue: &Catalogue, lang: Lang) -> Errors 
             format!("Chỉ tiêu {code} do hệ thống tự tính từ hồ sơ và số liệu dân số; không nhập trực tiếp — hãy ghi các hồ sơ và dân số."),
         ),
         EventError::EmptyPopulation { .. } => (FORM, "Hãy nhập ít nhất một số liệu dân số.".to_string()),
-        EventError::BadGroupLetter { letter } => ("groups", format!("«{letter}» không phải là một điểm của Điều 10 (a, b, c, d, đ, e, g, h, i, k, l, m, n, o).")),
+        EventError::BadGroupLetter { letter } => {
+            ("groups", format!("«{letter}» không phải là một điểm của Điều 10 (a, b, c, d, đ, e, g, h, i, k, l, m, n, o)."))
+        }
         EventError::MissingGroups => {
             ("groups", "Trẻ em có hoàn cảnh đặc biệt cần ít nhất một nhóm (một điểm của Điều 10 Luật Trẻ em).".to_string())
         }
