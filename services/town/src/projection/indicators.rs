@@ -33,7 +33,7 @@ pub struct YearFigures {
 }
 
 fn last_value(kv: &impl KvScan, prefix: &[u8]) -> Option<Vec<u8>> {
-    kv.scan_prefix(prefix).pop().map(|(_, v)| v)
+    kv.last_with_prefix(prefix)
 }
 
 /// Case counts of one year: (ward, category) → (counted, supported).
