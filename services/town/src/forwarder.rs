@@ -29,7 +29,7 @@ use crate::projection::indicators;
 /// The snapshot of `year` at outbox version `version`, as forwarded: with
 /// the small sensitive counts withheld.
 pub fn snapshot(shared: &Shared, year: u16, version: u64) -> TownSnapshot {
-    let figures = indicators::figures(&shared.store.tree, &shared.ctx.catalogue, &shared.wards, year);
+    let figures = shared.figures(year);
     let mut cases_counted: BTreeMap<String, u64> = BTreeMap::new();
     for ((_, category), (n, _)) in indicators::case_counts(&shared.store.tree, year) {
         *cases_counted.entry(category).or_default() += n;
@@ -41,8 +41,8 @@ pub fn snapshot(shared: &Shared, year: u16, version: u64) -> TownSnapshot {
         version,
         produced_at: chrono::Utc::now(),
         wards_total: shared.wards.len() as u32,
-        indicators: figures.town,
-        wards: figures.wards,
+        indicators: figures.town.clone(),
+        wards: figures.wards.clone(),
         cases_counted,
         suppressed: Default::default(),
     };

@@ -79,6 +79,10 @@ pub struct Shared {
     pub applied_total: AtomicU64,
     pub forwarded_version: AtomicU64,
     pub applied_notify: Notify,
+    /// Each year's figures, computed once per committed batch.
+    pub figures: projection::indicators::FiguresCache,
+    /// The indicator answers as sent, once per committed batch.
+    pub rendered: http::indicators::Rendered,
     /// For the replay commands the HTTP API publishes to the town's stream.
     pub js: async_nats::jetstream::Context,
 }
@@ -176,6 +180,8 @@ pub async fn start(config: Config) -> Result<Node, Error> {
         applied_total: AtomicU64::new(0),
         forwarded_version: AtomicU64::new(forwarded),
         applied_notify: Notify::new(),
+        figures: Default::default(),
+        rendered: Default::default(),
         js: js.clone(),
     });
     let (stop, stop_rx) = watch::channel(false);
@@ -197,6 +203,26 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     write_addr_file(&shared.config.data_dir, http_addr)?;
     tracing::info!(town = %shared.config.town, %http_addr, "town aggregator started");
     Ok(Node { http_addr, shared, stop, tasks })
+}
+
+impl Shared {
+    /// The figures of `year` (see [`projection::indicators::FiguresCache`]); blocking.
+    pub fn figures(&self, year: u16) -> Arc<projection::indicators::YearFigures> {
+        self.figures.get(&self.store, &self.ctx.catalogue, &self.wards, year)
+    }
+
+    /// The figures of `year`, from async code: the cached copy at once, or
+    /// computed on a blocking thread.
+    pub async fn figures_async(self: &Arc<Self>, year: u16) -> Arc<projection::indicators::YearFigures> {
+        if let Some(f) = self.figures.cached(&self.store, year) {
+            return f;
+        }
+        let shared = self.clone();
+        match tokio::task::spawn_blocking(move || shared.figures(year)).await {
+            Ok(f) => f,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
 }
 
 impl Node {

@@ -32,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use treem_proto::subject;
@@ -64,6 +65,9 @@ pub struct TownStore {
     data_file: Arc<File>,
     path: PathBuf,
     replay_results: Arc<Mutex<BTreeMap<u64, ReplayResult>>>,
+    /// Moves after every committed batch: views cached at an older value
+    /// are stale ([`crate::projection::indicators::FiguresCache`]).
+    generation: Arc<AtomicU64>,
 }
 
 impl TownStore {
@@ -76,11 +80,17 @@ impl TownStore {
         let data_file = File::open(path.join("db")).map_err(|e| open_err(format!("sled data file: {e}")))?;
         data_file.sync_all().map_err(|e| open_err(e.to_string()))?;
         File::open(path).and_then(|d| d.sync_all()).map_err(|e| open_err(e.to_string()))?;
-        Ok(TownStore { db, tree, data_file: Arc::new(data_file), path: path.into(), replay_results: Arc::default() })
+        Ok(TownStore { db, tree, data_file: Arc::new(data_file), path: path.into(), replay_results: Arc::default(), generation: Arc::default() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many batches this process committed: a view computed when this
+    /// read `g` is current until it reads more than `g`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Folds messages `(subject, payload, stream_seq)` and commits them
@@ -115,6 +125,7 @@ impl TownStore {
         }
         let batch = overlay.into_batch();
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
+        self.generation.fetch_add(1, Ordering::Release);
         self.sync()?;
         for n in parked_before + 1..=parked_after {
             if let Some(p) = self.parked_record(n) {

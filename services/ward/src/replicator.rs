@@ -9,8 +9,9 @@
 //!   ack is awaited; acks are collected in publish order (`FuturesOrdered`),
 //!   so "acked" is always a contiguous prefix of the log.
 //! - Progress (`acked_seq`, with the stream sequence its ack named) is
-//!   stored through [`WardLog::set_acked_at`] every
-//!   [`ACK_PERSIST_EVERY`] acks and at the end of each round, so a restart
+//!   noted every
+//!   [`ACK_PERSIST_EVERY`] acks (durable with the next group commit, not
+//!   waited for) and stored durably at the end of each round, so a restart
 //!   resumes from it. Losing the last few acks to a crash only re-publishes
 //!   them, which JetStream de-duplication and the town's per-ward seq absorb.
 //! - Reconciliation: on every (re)connect of the NATS client, before sending
@@ -334,7 +335,8 @@ async fn publish_range(log: &WardLog, js: &Context, stream: &str, max_in_flight:
                     }
                     mark.seq = seq;
                     if acked - persisted >= ACK_PERSIST_EVERY {
-                        log.set_acked_at(mark).await?;
+                        // Durable with the next group commit; not waited for.
+                        drop(log.note_acked_at(mark)?);
                         persisted = acked;
                         if let Some(p) = progress.as_mut() {
                             p.update(log, acked);

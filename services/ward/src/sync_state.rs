@@ -139,6 +139,18 @@ impl WardLog {
     /// `mark.seq`, and `mark` as the newest ack mark. Never moves
     /// `acked_seq` backwards.
     pub async fn set_acked_at(&self, mark: AckMark) -> Result<(), LogError> {
+        self.note_acked_at(mark)?.await.map_err(not_durable)
+    }
+
+    /// Records that the town acknowledged every seq up to `mark.seq`, like
+    /// [`WardLog::set_acked_at`], without waiting for it to be durable: the
+    /// next group commit covers it. What the replicator does while a catch-up
+    /// runs, so its publishes never wait on the disk; losing such a note to a
+    /// crash only publishes those events again (de-duplicated by the stream).
+    pub(crate) fn note_acked_at(
+        &self,
+        mark: AckMark,
+    ) -> Result<impl std::future::Future<Output = Result<(), crate::group_commit::FlushFailure>> + use<>, LogError> {
         let seq = mark.seq;
         let last = self.last_seq();
         if seq > last {
@@ -162,7 +174,7 @@ impl WardLog {
                 })?;
             Ok(db.commit.wait(db.commit.ticket()))
         })?;
-        durable.await.map_err(not_durable)
+        Ok(durable)
     }
 
     /// The ack marks, oldest first (see the module doc).

@@ -2,10 +2,13 @@
 //! indicator's numerator, denominator, value, target, status and reason, for
 //! the town or one ward.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use treem_proto::judge::IndicatorProgress;
 
@@ -31,10 +34,18 @@ pub struct Response {
     indicators: Vec<IndicatorProgress>,
 }
 
+/// The answers without `code` (what a dashboard asks for), as sent, per
+/// (year, ward) and store generation: every client asking between two
+/// batches gets the same bytes, rendered once.
+#[derive(Default)]
+pub struct Rendered {
+    answers: Mutex<HashMap<(u16, Option<String>), (u64, Bytes)>>,
+}
+
 pub async fn list(
     State(shared): State<Arc<Shared>>,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Response>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let Query(p) = params?;
     let year = check_year(p.year)?;
     check_ward(&shared, p.ward.as_deref())?;
@@ -46,17 +57,39 @@ pub async fn list(
             shared.ctx.catalogue.codes().join(", ")
         )));
     }
-    let figures = indicators::figures(&shared.store.tree, &shared.ctx.catalogue, &shared.wards, year);
+    // Read before the figures: an answer cached under this generation
+    // shows at least what was committed by then.
+    let generation = shared.store.generation();
+    let key = (year, p.ward.clone());
+    if p.code.is_none()
+        && let Some((g, body)) = shared.rendered.answers.lock().expect("rendered lock").get(&key)
+        && *g == generation
+    {
+        return Ok(json(body.clone()));
+    }
+    let figures = shared.figures_async(year).await;
     let scope_figures = match &p.ward {
         Some(w) => figures.wards.get(w).cloned().unwrap_or_default(),
-        None => figures.town,
+        None => figures.town.clone(),
     };
-    Ok(Json(Response {
-        scope: if p.ward.is_some() { "ward" } else { "town" },
-        province: shared.config.province.clone(),
-        town: shared.config.town.clone(),
-        ward: p.ward,
-        year,
-        indicators: indicators::progress(&shared.ctx.catalogue, year, &scope_figures, p.code.as_deref()),
-    }))
+    let cacheable = p.code.is_none();
+    let body = Bytes::from(
+        serde_json::to_vec(&Response {
+            scope: if p.ward.is_some() { "ward" } else { "town" },
+            province: shared.config.province.clone(),
+            town: shared.config.town.clone(),
+            ward: p.ward,
+            year,
+            indicators: indicators::progress(&shared.ctx.catalogue, year, &scope_figures, p.code.as_deref()),
+        })
+        .expect("the indicators answer serialises"),
+    );
+    if cacheable {
+        shared.rendered.answers.lock().expect("rendered lock").insert(key, (generation, body.clone()));
+    }
+    Ok(json(body))
+}
+
+fn json(body: Bytes) -> HttpResponse {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

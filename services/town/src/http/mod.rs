@@ -13,7 +13,7 @@
 mod cases;
 mod error;
 mod health;
-mod indicators;
+pub mod indicators;
 pub mod parked;
 mod stipend;
 mod sync;

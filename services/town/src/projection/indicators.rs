@@ -15,6 +15,7 @@
 //! (invariant 4).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use treem_proto::catalogue::{Catalogue, Method};
 use treem_proto::event::PopulationGroup;
@@ -23,6 +24,7 @@ use treem_proto::judge::{self, Fraction, IndicatorProgress};
 use crate::fold::{self, Observation};
 use crate::keys;
 use crate::kv::KvScan;
+use crate::store::TownStore;
 
 /// Figures of one year: ward → code → fraction, and the town's.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -129,4 +131,47 @@ pub fn progress(catalogue: &Catalogue, year: u16, figures: &BTreeMap<String, Fra
         .filter(|i| code.is_none_or(|c| c == i.code))
         .map(|i| judge::progress(i, year, figures.get(&i.code).copied()))
         .collect()
+}
+
+/// The figures of each year, computed once per committed batch and shared by
+/// every reader until the next batch: the dashboard clients, the API and the
+/// forwarder all ask for the same few years, and computing a year walks
+/// every ward's facts (`figures`, milliseconds over a large store).
+///
+/// A slot is current while the store's [`TownStore::generation`] has not
+/// moved past the value read before the figures were computed. Computing
+/// holds the year's lock, so clients arriving meanwhile wait for that one
+/// computation instead of each starting their own.
+#[derive(Default)]
+pub struct FiguresCache {
+    years: Mutex<BTreeMap<u16, Arc<Mutex<Option<(u64, Arc<YearFigures>)>>>>>,
+}
+
+impl FiguresCache {
+    fn slot(&self, year: u16) -> Arc<Mutex<Option<(u64, Arc<YearFigures>)>>> {
+        self.years.lock().expect("figures cache lock").entry(year).or_default().clone()
+    }
+
+    /// The figures of `year` if a current copy is cached (never computes, never waits on a computation).
+    pub fn cached(&self, store: &TownStore, year: u16) -> Option<Arc<YearFigures>> {
+        let slot = self.slot(year);
+        let guard = slot.try_lock().ok()?;
+        guard.as_ref().filter(|(g, _)| *g == store.generation()).map(|(_, f)| f.clone())
+    }
+
+    /// The figures of `year`, current as of this call (blocking: computes
+    /// when the cached copy is stale; call off the async workers).
+    pub fn get(&self, store: &TownStore, catalogue: &Catalogue, wards: &[String], year: u16) -> Arc<YearFigures> {
+        let slot = self.slot(year);
+        let mut guard = slot.lock().expect("figures slot lock");
+        let generation = store.generation();
+        if let Some((g, f)) = guard.as_ref()
+            && *g == generation
+        {
+            return f.clone();
+        }
+        let f = Arc::new(figures(&store.tree, catalogue, wards, year));
+        *guard = Some((generation, f.clone()));
+        f
+    }
 }

@@ -7,6 +7,7 @@
 //! when that record cannot be written they are not shown.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -93,8 +94,7 @@ pub fn units(w: &WebState) -> Vec<UnitRef> {
 /// Every indicator: the town's figure of `year`, its trend 2021–2030, each ward's.
 pub fn rows(w: &WebState, year: u16) -> Vec<IndicatorRow> {
     let catalogue = &w.shared.ctx.catalogue;
-    let years: Vec<indicators::YearFigures> =
-        (FIRST_YEAR..=LAST_YEAR).map(|y| indicators::figures(&w.shared.store.tree, catalogue, &w.shared.wards, y)).collect();
+    let years: Vec<Arc<indicators::YearFigures>> = (FIRST_YEAR..=LAST_YEAR).map(|y| w.shared.figures(y)).collect();
     let now = &years[usize::from(year - FIRST_YEAR)];
     catalogue
         .indicators

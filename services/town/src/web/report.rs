@@ -30,7 +30,7 @@ use treem_web::html::{self, Page, esc};
 use treem_web::{Lang, format, labels, reason};
 
 use super::{WebState, error_page, html_response, reader};
-use crate::projection::indicators::{self, YearFigures};
+use crate::projection::indicators::YearFigures;
 use crate::stipend::{self, YearStipend};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +158,7 @@ impl Report {
 pub fn build(w: &WebState, kind: Kind, from: u16, to: u16, lang: Lang) -> Report {
     let shared = &w.shared;
     let catalogue = &shared.ctx.catalogue;
-    let figures: Vec<YearFigures> = (from..=to).map(|y| indicators::figures(&shared.store.tree, catalogue, &shared.wards, y)).collect();
+    let figures: Vec<YearFigures> = (from..=to).map(|y| YearFigures::clone(&shared.figures(y))).collect();
     let lines = |pick: &dyn Fn(&YearFigures) -> Option<&std::collections::BTreeMap<String, judge::Fraction>>| -> Vec<Line> {
         catalogue
             .indicators
