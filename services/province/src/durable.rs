@@ -59,9 +59,18 @@ impl SyncFiles {
                 let mut any = false;
                 for entry in entries {
                     let entry = entry?;
-                    if entry.file_type()?.is_file() {
-                        File::open(entry.path())?.sync_data()?;
-                        any = true;
+                    // sled deletes the blob of an overwritten value in the
+                    // background; one gone between readdir and open needs
+                    // no sync (its value is no longer referenced).
+                    let file = match entry.file_type() {
+                        Ok(t) if t.is_file() => File::open(entry.path()),
+                        Ok(_) => continue,
+                        Err(e) => Err(e),
+                    };
+                    match file.and_then(|f| f.sync_data()) {
+                        Ok(()) => any = true,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
                     }
                 }
                 if any {

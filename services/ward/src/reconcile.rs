@@ -212,7 +212,7 @@ enum Pulled {
     NoConsumer,
     /// Nothing of this ward from the consumer's position on.
     Nothing,
-    Message(jetstream::Message),
+    Message(Box<jetstream::Message>),
 }
 
 /// How long a pull from the probe consumer may take.
@@ -313,7 +313,7 @@ impl Reader<'_> {
             Some(StatusCode::NO_RESPONDERS) => Pulled::NoConsumer,
             // 404 "no messages" (or 408): nothing of this ward from here on.
             Some(status) if status != StatusCode::OK => Pulled::Nothing,
-            _ => Pulled::Message(jetstream::Message { message: reply, context: self.js.clone() }),
+            _ => Pulled::Message(Box::new(jetstream::Message { message: reply, context: self.js.clone() })),
         })
     }
 

@@ -18,7 +18,7 @@
 //! | [`system`] | catch-up of six wards; latency record → town → province; town API overview under 64 clients; memory | the replication and consume limits |
 //! | [`town`] | town apply of a full stream; rebuild; a ward's memory | pull fetch + explicit ack; pull fetch |
 //! | [`postgres`] | the central-PostgreSQL alternative: inserts, the overview as SQL | — |
-//! | [`scale`] | many simulated wards: 111 communes / 11 towns, 3,321 communes / 34 provinces | — |
+//! | [`scale`] | many simulated wards: 111 communes / 11 towns, 3,321 communes / 34 provinces; one nats-server, then the R3 cluster | the same run on one nats-server (for the cluster) |
 //!
 //! Everything a run writes lives in one directory under [`Options::dir`]
 //! (ward logs, stores, service logs, the PostgreSQL cluster), removed at
@@ -80,6 +80,8 @@ pub struct Options {
     pub pg_secs: u64,
     /// Scale simulations.
     pub scale: Vec<scale::Scenario>,
+    /// The NATS each scale simulation runs against, each in turn.
+    pub scale_setups: Vec<scale::Setup>,
     /// Stage groups to run (`disk`, `replication`, `system`, `postgres`, `scale`); empty: all.
     pub only: Vec<String>,
 }
@@ -106,6 +108,7 @@ impl Options {
             rss_records: 10_000,
             pg_secs: 10,
             scale: vec![scale::Scenario::binh_phuoc(30, 20), scale::Scenario::vietnam(30, 10)],
+            scale_setups: scale::Setup::ALL.to_vec(),
             only: Vec::new(),
         }
     }
@@ -132,6 +135,7 @@ impl Options {
             rss_records: 32,
             pg_secs: 1,
             scale: vec![bp, vn],
+            scale_setups: scale::Setup::ALL.to_vec(),
             only: Vec::new(),
         }
     }
@@ -305,11 +309,11 @@ pub async fn run_in(opts: &Options, scratch: &Scratch) -> anyhow::Result<Report>
     }
     if opts.runs("scale") {
         for scenario in &opts.scale {
-            if let Some(f) =
-                stage(&mut report, &format!("scale: {} ({} communes)", scenario.name, scenario.wards()), scale::run(scratch, scenario))
-                    .await
-            {
-                figures.scale.push(f);
+            for &setup in &opts.scale_setups {
+                let name = format!("scale: {} ({} communes) on {}", scenario.name, scenario.wards(), setup.describe());
+                if let Some(f) = stage(&mut report, &name, scale::run(scratch, scenario, setup)).await {
+                    figures.scale.push(f);
+                }
             }
         }
     }

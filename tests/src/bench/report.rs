@@ -10,7 +10,7 @@ use super::Options;
 use super::disk::{BATCH, DiskFigures, WRITERS};
 use super::jetstream::{IN_FLIGHT, Replication};
 use super::postgres::PgFigures;
-use super::scale::ScaleFigures;
+use super::scale::{ScaleFigures, Setup};
 use super::stats::{Latencies, count, num};
 use super::system::LiveFigures;
 use super::town::StreamFigures;
@@ -300,18 +300,58 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
             s.rollup_done.as_secs_f64(),
         ));
         let needed = (s.wards as u64 * s.per_day) as f64;
+        let whose = match s.setup {
+            Setup::Single => "one server's",
+            Setup::Cluster => "the R3 cluster's",
+        };
         rows.push(Row::info(
-            format!("scale: {} — one server's headroom", s.name),
+            format!("scale: {} — {whose} headroom", s.name),
             format!(
-                "sustains {} events/day; the communes record {}/day (×{} headroom); a month offline everywhere catches up in {}",
+                "sustains {} events/day, i.e. {} communes at {}/day each; the communes record {}/day (×{} headroom); \
+                 a month offline everywhere catches up in {}; CPU over those {}: services + wards {}, nats-server{} {} ({} cores)",
                 num(s.per_day_capacity),
+                num(s.communes_capacity()),
+                s.per_day,
                 num(needed),
                 num(s.per_day_capacity / needed.max(1.0)),
-                secs(s.rollup_done)
+                secs(s.rollup_done),
+                secs(s.timed),
+                secs(s.cpu_services),
+                if s.setup == Setup::Cluster { "s" } else { "" },
+                secs(s.cpu_nats),
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
             ),
             "—".into(),
             s.per_day_capacity,
         ));
+        // The same scenario on both setups: what the three replicas cost.
+        let one = f.scale.iter().find(|o| o.setup == Setup::Single && o.scenario == s.scenario && o.events == s.events);
+        if let (Setup::Cluster, Some(one)) = (s.setup, one) {
+            let c = s;
+            let (c50, c99) = c.probes.p50_p99();
+            let (o50, o99) = one.probes.p50_p99();
+            rows.push(Row {
+                stage: format!("scale: {} — R3 cluster vs one nats-server", c.name),
+                treem: format!(
+                    "towns applied {}/s; roll-up complete {} after the last town; live p50 {} ms, p99 {} ms",
+                    num(c.town_rate),
+                    secs(c.rollup_after_towns),
+                    num(c50),
+                    num(c99)
+                ),
+                raw: format!(
+                    "one nats-server: {}/s; {}; p50 {} ms, p99 {} ms",
+                    num(one.town_rate),
+                    secs(one.rollup_after_towns),
+                    num(o50),
+                    num(o99)
+                ),
+                ratio: Some(c.town_rate / one.town_rate.max(f64::MIN_POSITIVE)),
+                goal: "—".into(),
+                met: None,
+                figure: c.town_rate,
+            });
+        }
     }
     rows
 }

@@ -1,5 +1,6 @@
-//! Scale beyond one town (first version): many simulated wards against one
-//! nats-server, with the real town and province services.
+//! Scale beyond one town: many simulated wards with the real town and
+//! province services, on one nats-server and on the three-node JetStream
+//! cluster.
 //!
 //! A scenario is a synthetic hierarchy ([`super::hierarchy::synthetic`]):
 //!
@@ -10,8 +11,18 @@
 //!   former units.
 //!
 //! Every town and province runs in this process ([`treem_town::start`],
-//! [`treem_province::start`]) against one fresh nats-server. Each simulated
-//! ward publishes a one-month backlog — `days` × `per_day` events of the
+//! [`treem_province::start`]) against fresh NATS, in one of two
+//! [`Setup`]s, each scenario once per setup asked for:
+//!
+//! - [`Setup::Single`]: one nats-server ([`crate::NatsServer`], the shipped
+//!   `deploy/nats/treem.conf`), streams with one replica;
+//! - [`Setup::Cluster`]: the three-node JetStream cluster
+//!   ([`crate::NatsCluster`], the shipped `deploy/nats/cluster/`), every
+//!   town's and province's stream with `stream_replicas = 3`, and every
+//!   service and simulated ward given the three URLs (clients pick a node
+//!   at random, as the services do).
+//!
+//! Each simulated ward publishes a one-month backlog — `days` × `per_day` events of the
 //! benchmark mix, seq 1, 2, 3…, its last event an observation of
 //! [`MARKER_CODE`] with numerator 1 — exactly as a ward's replicator does
 //! (subject, `Nats-Msg-Id`, `Nats-Expected-Stream`, up to 1024 in flight),
@@ -28,16 +39,28 @@
 //!   reported as the time after the last town finished applying;
 //! - live roll-up latency: `probes` rounds; in each, one ward per province
 //!   records an observation of [`PROBE_CODE`] (numerator = round) and the
-//!   time until its province's API shows it is taken, p50/p99 over all.
+//!   time until its province's API shows it is taken, p50/p99 over all;
+//! - capacity: the town throughput × 86,400 is the events a day the setup
+//!   keeps up with; divided by the scenario's events per commune and day it
+//!   is the number of communes the setup serves before it stops being
+//!   enough. That is a ceiling of this machine, not of NATS alone: the
+//!   towns, the provinces and the simulated wards share its cores with the
+//!   nats-servers, so CPU seconds are taken from `/proc` over the timed
+//!   part (publish → roll-up complete) — this process (services + wards)
+//!   and the nats-server processes — to show which side used them.
 //!
-//! Left for later: the same run against the three-node JetStream cluster
-//! (`deploy/nats/cluster`, [`crate::NatsCluster`]).
+//! The smoke run ([`super::Options::smoke`]) runs both setups at its tiny
+//! size: the cluster adds about 3 s a scenario (three servers electing a
+//! meta leader, R3 stream placement), 7 s in all in a debug build. At full
+//! size the cluster's untimed part is long too: creating 68 R3 streams and
+//! their consumers on a loaded 2-core machine took minutes for Vietnam.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use chrono::Utc;
 use futures::StreamExt;
@@ -52,7 +75,81 @@ use super::stats::{Latencies, rate};
 use super::system::get_json;
 use super::workload::{CURRENT_YEAR, MARKER_CODE, Mix, PROBE_CODE, envelope, observed};
 use super::{Scratch, wait_until};
-use crate::NatsServer;
+use crate::{NatsCluster, NatsServer};
+
+/// The NATS a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Setup {
+    /// One nats-server, streams with one replica.
+    #[default]
+    Single,
+    /// The three-node JetStream cluster, streams with three replicas.
+    Cluster,
+}
+
+impl Setup {
+    /// Both, in the order they run.
+    pub const ALL: [Setup; 2] = [Setup::Single, Setup::Cluster];
+
+    /// The name `--scale-on` takes: `single` or `cluster`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setup::Single => "single",
+            Setup::Cluster => "cluster",
+        }
+    }
+
+    /// The setup named `name` (see [`Setup::name`]).
+    pub fn parse(name: &str) -> Option<Setup> {
+        Setup::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// `stream_replicas` of every town and province.
+    pub fn replicas(self) -> usize {
+        match self {
+            Setup::Single => 1,
+            Setup::Cluster => crate::cluster::NODES,
+        }
+    }
+
+    /// How the report names the NATS of a run.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Setup::Single => "one nats-server",
+            Setup::Cluster => "the R3 cluster",
+        }
+    }
+}
+
+/// A running [`Setup`].
+enum Nats {
+    Single(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Nats {
+    async fn start(setup: Setup) -> Nats {
+        match setup {
+            Setup::Single => Nats::Single(NatsServer::start().await),
+            Setup::Cluster => Nats::Cluster(NatsCluster::start().await),
+        }
+    }
+
+    /// What services take as `nats_url`: one URL or the three, comma-separated.
+    fn url(&self) -> String {
+        match self {
+            Nats::Single(n) => n.url(),
+            Nats::Cluster(c) => c.urls(),
+        }
+    }
+
+    async fn connect(&self) -> async_nats::Client {
+        match self {
+            Nats::Single(n) => n.connect().await,
+            Nats::Cluster(c) => c.connect().await,
+        }
+    }
+}
 
 /// The shape and volume of one simulation.
 #[derive(Debug, Clone)]
@@ -107,6 +204,9 @@ impl Scenario {
 /// What one simulation measured.
 #[derive(Debug, Clone, Default)]
 pub struct ScaleFigures {
+    /// The scenario's name ([`Scenario::name`]).
+    pub scenario: String,
+    /// It with the run's size and setup, as the report names it.
     pub name: String,
     pub wards: usize,
     pub towns: usize,
@@ -121,11 +221,25 @@ pub struct ScaleFigures {
     /// Events a day one server keeps up with, from the town throughput.
     pub per_day_capacity: f64,
     pub per_day: u64,
+    pub setup: Setup,
+    /// Wall time of the timed part (publish → every province complete).
+    pub timed: Duration,
+    /// CPU time over it of this process (services and simulated wards)…
+    pub cpu_services: Duration,
+    /// …and of the nats-server processes.
+    pub cpu_nats: Duration,
 }
 
-/// Runs one scenario on a fresh nats-server; everything is stopped after.
-pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<ScaleFigures> {
-    let dir = scratch.dir(&format!("scale-{}", scenario.provinces))?;
+impl ScaleFigures {
+    /// Communes the setup keeps up with at this scenario's events per commune and day.
+    pub fn communes_capacity(&self) -> f64 {
+        self.per_day_capacity / (self.per_day.max(1) as f64)
+    }
+}
+
+/// Runs one scenario on fresh NATS of `setup`; everything is stopped after.
+pub async fn run(scratch: &Scratch, scenario: &Scenario, setup: Setup) -> anyhow::Result<ScaleFigures> {
+    let dir = scratch.dir(&format!("scale-{}-{}", scenario.provinces, setup.name()))?;
     let codes = synthetic_codes(scenario.provinces, scenario.towns_per_province, &scenario.wards_per_town);
     let hierarchy = synthetic(&dir, &codes)?;
     let wards: Vec<WardPath> = codes
@@ -164,7 +278,7 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
             std::fs::write(dir.join(format!("keys-{p}-{t}.json")), serde_json::to_vec(&keys)?)?;
         }
     }
-    let nats = NatsServer::start().await;
+    let nats = Nats::start(setup).await;
     let viewer = Viewer::new()?;
     let mut provinces = Vec::new();
     let mut towns = Vec::new();
@@ -176,6 +290,7 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
             data_dir,
             http_addr: "127.0.0.1:0".parse()?,
             nats_url: nats.url(),
+            stream_replicas: setup.replicas(),
             hierarchy_file: Some(hierarchy.clone()),
             ..Default::default()
         };
@@ -189,6 +304,7 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
                 data_dir,
                 http_addr: "127.0.0.1:0".parse()?,
                 nats_url: nats.url(),
+                stream_replicas: setup.replicas(),
                 hierarchy_file: Some(hierarchy.clone()),
                 ward_keys_file: Some(dir.join(format!("keys-{p}-{t}.json"))),
                 ..Default::default()
@@ -215,8 +331,36 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
         }
         v
     };
+    // Untimed: every stream takes publishes through every connection. On the
+    // cluster a stream exists (get_stream answers) before its leader is
+    // elected and its subjects are known on every node; until then a
+    // publish gets "no responders". A ward's replicator retries that; the
+    // simulated wards do not, so wait here. The probe names another stream
+    // in `Nats-Expected-Stream`: the stream answers with an error and
+    // stores nothing.
+    let mut probed = std::collections::BTreeSet::new();
+    for b in &backlogs {
+        let Some(first) = b.messages.first() else { continue };
+        if !probed.insert(b.stream.clone()) {
+            continue;
+        }
+        for c in clients.iter().chain([&js]) {
+            wait_until(&format!("{} takes publishes", b.stream), Duration::from_secs(120), Duration::from_millis(20), || {
+                let (c, subject) = (c.clone(), first.subject.clone());
+                async move {
+                    let publish = PublishMessage::build().payload(bytes::Bytes::new()).expected_stream("TREEM_BENCH_NOT_THIS_STREAM");
+                    match c.send_publish(subject, publish).await.ok()?.await {
+                        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => None,
+                        _ => Some(()),
+                    }
+                }
+            })
+            .await?;
+        }
+    }
     let gate = Arc::new(tokio::sync::Semaphore::new(scenario.concurrent_wards.max(1)));
     let started = Instant::now();
+    let cpu_before = cpu_times();
     let mut publishers = Vec::new();
     for (i, ward) in backlogs.into_iter().enumerate() {
         let (js, gate) = (clients[i % clients.len()].clone(), gate.clone());
@@ -258,6 +402,7 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
         .await?;
     }
     let rollup_done = started.elapsed();
+    let cpu_after = cpu_times();
 
     let mut probes = Latencies::default();
     for round in 1..=scenario.probes as u64 {
@@ -289,11 +434,13 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
     let (n_wards, n_towns, n_provinces) = (wards.len(), codes.iter().map(|(_, t)| t.len()).sum::<usize>(), codes.len());
     Ok(ScaleFigures {
         name: format!(
-            "{} ({n_wards} communes, {n_towns} town{}, {n_provinces} province{})",
+            "{} ({n_wards} communes, {n_towns} town{}, {n_provinces} province{}{})",
             scenario.name,
             if n_towns == 1 { "" } else { "s" },
-            if n_provinces == 1 { "" } else { "s" }
+            if n_provinces == 1 { "" } else { "s" },
+            if setup == Setup::Cluster { ", R3 cluster" } else { "" }
         ),
+        scenario: scenario.name.clone(),
         wards: n_wards,
         towns: n_towns,
         provinces: n_provinces,
@@ -306,6 +453,10 @@ pub async fn run(scratch: &Scratch, scenario: &Scenario) -> anyhow::Result<Scale
         probes,
         per_day_capacity: town_rate * 86_400.0,
         per_day: scenario.per_day,
+        setup,
+        timed: rollup_done,
+        cpu_services: cpu_after.0.saturating_sub(cpu_before.0),
+        cpu_nats: cpu_after.1.saturating_sub(cpu_before.1),
     })
 }
 
@@ -383,4 +534,42 @@ impl Backlog {
 async fn numerator(http: &reqwest::Client, url: &str) -> Option<u64> {
     let v = get_json(http, url).await.ok()?;
     Some(v["indicators"][0]["numerator"].as_u64().unwrap_or(0))
+}
+
+/// CPU time (user + system) so far of this process, and of its live
+/// `nats-server` children (`/proc/<pid>/stat`; zero where `/proc` is missing).
+fn cpu_times() -> (Duration, Duration) {
+    let me = std::process::id();
+    let mut nats = Duration::ZERO;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((comm, ppid, cpu)) = proc_stat(pid)
+                && ppid == me
+                && comm == "nats-server"
+            {
+                nats += cpu;
+            }
+        }
+    }
+    (proc_stat(me).map_or(Duration::ZERO, |(_, _, cpu)| cpu), nats)
+}
+
+/// `(comm, ppid, utime + stime)` of a process.
+fn proc_stat(pid: u32) -> Option<(String, u32, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let f: Vec<&str> = tail.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((comm, f.get(1)?.parse().ok()?, Duration::from_secs_f64(ticks as f64 / clock_ticks())))
+}
+
+/// Clock ticks a second, the unit of `/proc/<pid>/stat` times.
+#[allow(unsafe_code)]
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }

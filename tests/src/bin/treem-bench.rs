@@ -9,7 +9,7 @@
 //!             [--per-ward N] [--wards N] [--replication-events N] [--disk-secs S]
 //!             [--latency-rate R] [--latency-secs S] [--api-clients N] [--api-secs S]
 //!             [--rss-records N] [--pg-secs S] [--scale-days D] [--scale-per-day N]
-//!             [--json-out FILE] [--keep]
+//!             [--scale-on single,cluster] [--json-out FILE] [--keep]
 //! ```
 
 use std::path::PathBuf;
@@ -34,6 +34,8 @@ const USAGE: &str = "usage: treem-bench [options]
   --pg-secs S             duration of each pgbench run (default 10)
   --scale-days D          days of backlog of each simulated ward (default 30)
   --scale-per-day N       events a day of each simulated ward (default 20 for Binh Phuoc, 10 for Vietnam)
+  --scale-on S1,S2        NATS of each scale simulation: single (one nats-server), cluster (the three-node
+                          JetStream cluster of deploy/nats/cluster, R3 streams) (default: single,cluster)
   --json-out FILE         also write the report as JSON
   --keep                  keep the run directory";
 
@@ -51,9 +53,10 @@ fn main() -> anyhow::Result<()> {
             "--dir" => opts.dir = PathBuf::from(value()?),
             "--bin-dir" => opts.bin_dir = PathBuf::from(value()?),
             "--smoke" => {
-                let (dir, bin_dir) = (opts.dir.clone(), opts.bin_dir.clone());
-                opts = Options::smoke(bin_dir);
-                opts.dir = dir;
+                // Flags given before --smoke keep their effect where it has one.
+                let before = opts;
+                opts = Options::smoke(before.bin_dir);
+                (opts.dir, opts.keep, opts.only, opts.scale_setups) = (before.dir, before.keep, before.only, before.scale_setups);
             }
             "--only" => {
                 opts.only = value()?.split(',').map(|s| s.trim().to_string()).collect();
@@ -73,6 +76,16 @@ fn main() -> anyhow::Result<()> {
             "--pg-secs" => opts.pg_secs = value()?.parse().context("--pg-secs: whole seconds")?,
             "--scale-days" => days = Some(value()?.parse().context("--scale-days: a number")?),
             "--scale-per-day" => per_day = Some(value()?.parse().context("--scale-per-day: a number")?),
+            "--scale-on" => {
+                let names = value()?;
+                opts.scale_setups = names
+                    .split(',')
+                    .map(|s| {
+                        scale::Setup::parse(s.trim())
+                            .with_context(|| format!("--scale-on: unknown setup {s:?}; setups are single, cluster"))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
             "--json-out" => json_out = Some(PathBuf::from(value()?)),
             "--keep" => opts.keep = true,
             "-h" | "--help" => {
@@ -87,6 +100,9 @@ fn main() -> anyhow::Result<()> {
     }
     if opts.per_ward == 0 || opts.replication_events == 0 || opts.latency_rate <= 0.0 || opts.api_clients == 0 {
         bail!("sizes and rates must be positive");
+    }
+    if opts.scale_setups.is_empty() {
+        bail!("--scale-on needs at least one of single, cluster");
     }
     if days.is_some() || per_day.is_some() {
         let d = days.unwrap_or(30);

@@ -39,8 +39,11 @@ pub struct Response {
 /// batches gets the same bytes, rendered once.
 #[derive(Default)]
 pub struct Rendered {
-    answers: Mutex<HashMap<(u16, Option<String>), (u64, Bytes)>>,
+    answers: Mutex<HashMap<AnswerKey, (u64, Bytes)>>,
 }
+
+/// (year, ward; none for the town).
+type AnswerKey = (u16, Option<String>);
 
 pub async fn list(
     State(shared): State<Arc<Shared>>,

@@ -144,11 +144,14 @@ pub fn progress(catalogue: &Catalogue, year: u16, figures: &BTreeMap<String, Fra
 /// computation instead of each starting their own.
 #[derive(Default)]
 pub struct FiguresCache {
-    years: Mutex<BTreeMap<u16, Arc<Mutex<Option<(u64, Arc<YearFigures>)>>>>>,
+    years: Mutex<BTreeMap<u16, Slot>>,
 }
 
+/// One year's figures and the store generation read before computing them.
+type Slot = Arc<Mutex<Option<(u64, Arc<YearFigures>)>>>;
+
 impl FiguresCache {
-    fn slot(&self, year: u16) -> Arc<Mutex<Option<(u64, Arc<YearFigures>)>>> {
+    fn slot(&self, year: u16) -> Slot {
         self.years.lock().expect("figures cache lock").entry(year).or_default().clone()
     }
 
