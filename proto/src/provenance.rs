@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::event::Envelope;
+use crate::event::{DecodeError, Envelope, MAX_EVENT_BYTES, SCHEMA_VERSION};
 
 /// Length of a key id in hex (8 bytes).
 pub const KEY_ID_HEX_LEN: usize = 16;
@@ -145,9 +145,15 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    write_canonical_without(value, None, out)
+}
+
+/// [`write_canonical`], leaving out the top-level key `skip` of an object
+/// (what removing it first would give, without copying the object).
+fn write_canonical_without(value: &Value, skip: Option<&str>, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
+            let mut keys: Vec<&String> = map.keys().filter(|k| Some(k.as_str()) != skip).collect();
             keys.sort();
             out.push(b'{');
             for (i, key) in keys.into_iter().enumerate() {
@@ -186,14 +192,8 @@ pub struct Seal {
 impl Seal {
     /// The seal of an event's JSON object as written (not upcast).
     pub fn of_value(value: &Value) -> Seal {
-        let signing_bytes = match value {
-            Value::Object(map) if map.contains_key("sig") => {
-                let mut map = map.clone();
-                map.remove("sig");
-                canonical_json(&Value::Object(map))
-            }
-            other => canonical_json(other),
-        };
+        let mut signing_bytes = Vec::new();
+        write_canonical_without(value, Some("sig"), &mut signing_bytes);
         let hash = EventHash(Sha256::digest(&signing_bytes).into());
         Seal { signing_bytes, hash }
     }
@@ -208,6 +208,20 @@ impl Seal {
     pub fn of_envelope(env: &Envelope) -> Seal {
         Seal::of_value(&serde_json::to_value(env).expect("an envelope always serialises"))
     }
+}
+
+/// [`Envelope::decode`] and [`Seal::of_bytes`] of the same message, reading
+/// its JSON once: the seal of the JSON as received (before any upcast), and
+/// the envelope exactly as `Envelope::decode` gives it, or its error.
+pub fn decode_sealed(bytes: &[u8]) -> Result<(Envelope, Seal), DecodeError> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let seal = Seal::of_value(&value);
+    let value = crate::upcast::upcast(value)?;
+    let env = serde_json::from_value(value).map_err(|e| DecodeError::Shape { version: SCHEMA_VERSION, detail: e.to_string() })?;
+    Ok((env, seal))
 }
 
 /// A ward's secret signing key. Its `Debug` shows the key id only.
@@ -549,6 +563,60 @@ mod tests {
         let c: Value = serde_json::from_str(r#"{"seq":2,"x":"y"}"#).unwrap();
         assert_eq!(Seal::of_value(&a), Seal::of_value(&b));
         assert_ne!(Seal::of_value(&a).hash, Seal::of_value(&c).hash);
+    }
+
+    /// The seal as it was computed before `write_canonical_without`: remove `sig`, then canonical JSON.
+    fn seal_by_removing_sig(value: &Value) -> Vec<u8> {
+        match value {
+            Value::Object(map) => {
+                let mut map = map.clone();
+                map.remove("sig");
+                canonical_json(&Value::Object(map))
+            }
+            other => canonical_json(other),
+        }
+    }
+
+    #[test]
+    fn decode_sealed_is_decode_and_seal_of_bytes_together() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for dir in ["tests/corpus/envelope", "schema/examples", "tests/fixtures/v1", "tests/fixtures/v2"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "json") {
+                    inputs.push(std::fs::read(path).unwrap());
+                }
+            }
+        }
+        assert!(inputs.len() > 5, "the corpus is where the fuzz test reads it");
+        let key = SigningKey::from_secret(&[7; 32]);
+        for bytes in inputs.clone() {
+            if let Ok(mut env) = Envelope::decode(&bytes) {
+                key.sign(&mut env, Some(EventHash([3; 32])));
+                inputs.push(env.encode());
+            }
+        }
+        inputs.extend([
+            b"{not json".to_vec(),
+            b"[]".to_vec(),
+            b"{}".to_vec(),
+            br#"{"schema":9}"#.to_vec(),
+            vec![b' '; MAX_EVENT_BYTES + 1],
+        ]);
+        for bytes in &inputs {
+            let together = decode_sealed(bytes);
+            match (Envelope::decode(bytes), &together) {
+                (Ok(env), Ok((e, seal))) => {
+                    assert_eq!(&env, e);
+                    assert_eq!(Seal::of_bytes(bytes).as_ref(), Ok(seal));
+                    let value: Value = serde_json::from_slice(bytes).unwrap();
+                    assert_eq!(seal.signing_bytes, seal_by_removing_sig(&value));
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("decode {a:?} but decode_sealed {b:?}"),
+            }
+        }
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct Config {
     pub duplicate_window_secs: u64,
     /// Messages fetched and applied per atomic commit.
     pub batch_size: usize,
+    /// sled's page cache for the town store, in MiB (1–4096). sled's own
+    /// default, 1 GiB, is what a town grew to while applying a large stream;
+    /// the views read through an in-memory figures cache, so a small page
+    /// cache costs the apply rate little (BENCHMARKS.md). Default 16.
+    pub store_cache_mb: u64,
     /// Back-off bounds while NATS or the province stream is unreachable.
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
@@ -94,6 +99,7 @@ impl Default for Config {
             stream_replicas: 1,
             duplicate_window_secs: 600,
             batch_size: 1000,
+            store_cache_mb: 16,
             backoff_min_ms: 100,
             backoff_max_ms: 5000,
             hierarchy_file: None,
@@ -173,6 +179,9 @@ impl Config {
         }
         if let Some((k, x)) = v("BATCH_SIZE") {
             self.batch_size = parse(&k, x)?;
+        }
+        if let Some((k, x)) = v("STORE_CACHE_MB") {
+            self.store_cache_mb = parse(&k, x)?;
         }
         if let Some((k, x)) = v("BACKOFF_MIN_MS") {
             self.backoff_min_ms = parse(&k, x)?;
@@ -268,6 +277,9 @@ impl Config {
         self.catalogue()?;
         self.ward_keys()?;
         h.town(&self.province, &self.town).map_err(|e| ConfigError::Hierarchy(e.to_string()))?;
+        if !(1..=4096).contains(&self.store_cache_mb) {
+            return Err(ConfigError::Invalid(format!("store_cache_mb {} must be 1–4096 (MiB of sled page cache)", self.store_cache_mb)));
+        }
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(ConfigError::Invalid(format!("batch_size {} must be 1–10000", self.batch_size)));
         }

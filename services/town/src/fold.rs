@@ -22,6 +22,13 @@
 //! a correction undoes exactly the effect of the event it replaces and does
 //! the corrected one in its place, and a retraction only undoes.
 //!
+//! Applying a message has a store-free part — reading its subject and JSON
+//! (once, for the envelope and its signing bytes), the checks of ward, town
+//! and hierarchy, its hash and its signature against the ward keys — done
+//! by [`prepare`] (for a batch on every core: [`prepare_batch`]), and a
+//! key-value part done in order by [`apply_prepared`]. [`apply`] is the two
+//! in a row; the outcome and the writes are the same either way.
+//!
 //! A parked record keeps the exact message, so an operator can replay it
 //! once the town understands it ([`crate::replay`]); the dead-letter task
 //! ([`crate::deadletter`]) copies every parked record to the town's
@@ -138,15 +145,37 @@ fn add_u64(kv: &mut impl Kv, key: Vec<u8>, delta: i64) {
     }
 }
 
-/// Applies one message from the stream.
-pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty: &mut Dirty) -> Outcome {
+/// The part of applying one message that reads nothing from the store:
+/// its subject, its decoding (the JSON read once, [`treem_proto::provenance::decode_sealed`]),
+/// the checks of ward, town and hierarchy, its hash and the verification of
+/// its signature against the ward keys in force. Pure, so the messages of a
+/// batch are prepared up front in parallel ([`prepare_batch`]) and the
+/// sequential fold ([`apply_prepared`]) does only the key-value work; the
+/// outcome is exactly that of [`apply`].
+pub struct Prepared(Early);
+
+enum Early {
+    /// Parked whatever the store holds: where it goes and why.
+    Park { ward: Option<String>, seq: Option<u64>, event_id: Option<Uuid>, reason: String },
+    /// Read and placed: the store decides the rest.
+    Ready { env: Box<Envelope>, sealed: Result<provenance::Sealed, String> },
+}
+
+/// Fewer messages than this per thread are prepared on the calling thread only.
+const PREPARE_MIN_PER_THREAD: usize = 32;
+
+/// Prepares one message (see [`Prepared`]) with the keys of `ctx` as they are now.
+pub fn prepare(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Prepared {
+    let park = |ward: Option<&str>, env: Option<&Envelope>, reason: String| {
+        Prepared(Early::Park { ward: ward.map(Into::into), seq: env.map(|e| e.seq), event_id: env.map(|e| e.id), reason })
+    };
     let (path, kind) = match subject::parse_event_subject(subject_str) {
         Ok(x) => x,
-        Err(e) => return park(kv, subject_str, bytes, Unplaced::unread(), e.to_string()),
+        Err(e) => return park(None, None, e.to_string()),
     };
-    let env = match Envelope::decode(bytes) {
-        Ok(env) => env,
-        Err(e) => return park(kv, subject_str, bytes, Unplaced::ward(&path.ward), e.to_string()),
+    let (env, seal) = match treem_proto::provenance::decode_sealed(bytes) {
+        Ok(x) => x,
+        Err(e) => return park(Some(&path.ward), None, e.to_string()),
     };
     if env.province != path.province || env.town != path.town || env.ward != path.ward || env.event.kind() != kind {
         let reason = format!(
@@ -156,20 +185,70 @@ pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty
             env.ward,
             env.event.kind()
         );
-        return park(kv, subject_str, bytes, Unplaced::event(&path.ward, &env), reason);
+        return park(Some(&path.ward), Some(&env), reason);
     }
     if env.province != ctx.province || env.town != ctx.town {
         let reason = format!("event is for town {}/{}, this is town {}/{}", env.province, env.town, ctx.province, ctx.town);
-        return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), reason);
+        return park(Some(&env.ward), Some(&env), reason);
     }
     if let Err(e) = ctx.hierarchy.ward(&env.province, &env.town, &env.ward) {
-        return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), e.to_string());
+        return park(Some(&env.ward), Some(&env), e.to_string());
     }
     if env.seq == 0 {
-        return park(kv, subject_str, bytes, Unplaced::event(&env.ward, &env), "seq 0 is not valid; ward sequences start at 1".into());
+        return park(Some(&env.ward), Some(&env), "seq 0 is not valid; ward sequences start at 1".into());
     }
+    // The envelope decoded, so the same JSON seals: `Seal::of_bytes` cannot fail here.
+    let sealed = Ok(provenance::Sealed::new(&ctx.provenance, &env, &seal));
+    Prepared(Early::Ready { env: Box::new(env), sealed })
+}
+
+/// Prepares messages `(subject, payload)` in order, split over the
+/// machine's cores (scoped threads; one thread for a small batch). The keys
+/// in force when this is called are the batch's (`WardKeys::refresh` runs
+/// between batches, never during one).
+pub fn prepare_batch(ctx: &Ctx, messages: &[(&str, &[u8])]) -> Vec<Prepared> {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    prepare_on(ctx, messages, cores.min(messages.len() / PREPARE_MIN_PER_THREAD))
+}
+
+/// [`prepare_batch`] on `threads` threads (at least one), whatever the batch's size.
+pub fn prepare_on(ctx: &Ctx, messages: &[(&str, &[u8])], threads: usize) -> Vec<Prepared> {
+    let threads = threads.clamp(1, messages.len().max(1));
+    let prepare_all = |chunk: &[(&str, &[u8])]| chunk.iter().map(|(s, b)| prepare(ctx, s, b)).collect::<Vec<_>>();
+    if threads == 1 {
+        return prepare_all(messages);
+    }
+    let chunk = messages.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let rest: Vec<_> = messages[chunk..].chunks(chunk).map(|c| scope.spawn(move || prepare_all(c))).collect();
+        let mut prepared = prepare_all(&messages[..chunk]);
+        for handle in rest {
+            match handle.join() {
+                Ok(more) => prepared.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        prepared
+    })
+}
+
+/// Applies one message from the stream.
+pub fn apply(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], dirty: &mut Dirty) -> Outcome {
+    apply_prepared(kv, ctx, subject_str, bytes, prepare(ctx, subject_str, bytes), dirty)
+}
+
+/// Applies one message from the stream, `prepared` from it with the same
+/// `ctx` ([`prepare`]): exactly what [`apply`] does.
+pub fn apply_prepared(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], prepared: Prepared, dirty: &mut Dirty) -> Outcome {
+    let (env, sealed) = match prepared.0 {
+        Early::Park { ward, seq, event_id, reason } => {
+            let place = Unplaced { ward: ward.as_deref(), seq, event_id, consumed: false };
+            return park(kv, subject_str, bytes, place, reason);
+        }
+        Early::Ready { env, sealed } => (*env, sealed),
+    };
     let pos = get_u64(kv, &keys::pos(&env.ward));
-    let (hash, signed) = match provenance::check(kv, &ctx.provenance, &env, bytes, pos) {
+    let (hash, signed) = match provenance::check_sealed(kv, &env, sealed, pos) {
         Check::Duplicate => return Outcome::Duplicate { ward: env.ward, seq: env.seq },
         Check::Refused(reason) => return provenance::refuse(kv, subject_str, bytes, &env, reason),
         Check::Passed { hash, signed } => (hash, signed),

@@ -145,7 +145,7 @@ pub async fn start(config: Config) -> Result<Node, Error> {
     let town = hierarchy.town(&config.province, &config.town).map_err(|e| config::ConfigError::Hierarchy(e.to_string()))?;
     let wards: Vec<String> = town.wards.iter().map(|w| w.code.clone()).collect();
     let ward_names: Vec<String> = town.wards.iter().map(|w| format!("{} {}", w.kind, w.name)).collect();
-    let store = TownStore::open(&config.data_dir.join("store"))?;
+    let store = TownStore::open_with_cache(&config.data_dir.join("store"), config.store_cache_mb << 20)?;
     let auth = Arc::new(treem_auth::Auth::open(&config.data_dir, config.auth)?);
     let listener =
         tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| Error::Bind { addr: config.http_addr, source })?;

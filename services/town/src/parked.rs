@@ -75,9 +75,6 @@ impl<'a> Unplaced<'a> {
     pub(crate) fn unread() -> Self {
         Unplaced { ward: None, seq: None, event_id: None, consumed: false }
     }
-    pub(crate) fn ward(ward: &'a str) -> Self {
-        Unplaced { ward: Some(ward), ..Self::unread() }
-    }
     pub(crate) fn event(ward: &'a str, env: &Envelope) -> Self {
         Unplaced { ward: Some(ward), seq: Some(env.seq), event_id: Some(env.id), consumed: false }
     }

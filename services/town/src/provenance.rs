@@ -239,18 +239,45 @@ pub(crate) enum Check {
     Refused(String),
 }
 
+/// What [`check`] needs of an event that does not depend on the store: its
+/// hash and how its signature verified against the keys in force. Pure, so
+/// a batch's are computed up front in parallel ([`crate::fold::prepare`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Sealed {
+    hash: EventHash,
+    verdict: Result<Option<Verified>, ProvenanceError>,
+}
+
+impl Sealed {
+    /// Verifies `env`, sealed in `seal`, with the keys of `registry` now.
+    pub(crate) fn new(registry: &WardKeys, env: &Envelope, seal: &Seal) -> Sealed {
+        Sealed { hash: seal.hash, verdict: registry.verify(env, seal) }
+    }
+
+    /// Seals the message `bytes` (the JSON of `env` as received) and verifies it;
+    /// `Err` when it is not JSON.
+    pub(crate) fn of_bytes(registry: &WardKeys, env: &Envelope, bytes: &[u8]) -> Result<Sealed, String> {
+        Seal::of_bytes(bytes).map(|seal| Sealed::new(registry, env, &seal)).map_err(|e| e.to_string())
+    }
+}
+
 /// The provenance checks of an event at arrival (see the module doc, 1–2).
 /// `pos` is the ward's position (last seq applied).
 pub(crate) fn check(kv: &impl Kv, registry: &WardKeys, env: &Envelope, bytes: &[u8], pos: u64) -> Check {
-    let seal = match Seal::of_bytes(bytes) {
-        Ok(seal) => seal,
-        Err(e) => return Check::Refused(e.to_string()),
+    check_sealed(kv, env, Sealed::of_bytes(registry, env, bytes), pos)
+}
+
+/// [`check`] with the store-free part done already ([`Sealed`]).
+pub(crate) fn check_sealed(kv: &impl Kv, env: &Envelope, sealed: Result<Sealed, String>, pos: u64) -> Check {
+    let Sealed { hash, verdict } = match sealed {
+        Ok(sealed) => sealed,
+        Err(reason) => return Check::Refused(reason),
     };
     if env.seq <= pos {
         return match recorded(kv, &env.ward, env.seq) {
             None => Check::Duplicate,
-            Some(h) if h == seal.hash => Check::Duplicate,
-            Some(h) => match registry.verify(env, &seal) {
+            Some(h) if h == hash => Check::Duplicate,
+            Some(h) => match verdict {
                 Err(e) => Check::Refused(e.to_string()),
                 Ok(_) => Check::Refused(
                     ProvenanceError::Conflict { ward: env.ward.clone(), seq: env.seq, with: format!("the one applied hashes to {h}") }
@@ -259,8 +286,8 @@ pub(crate) fn check(kv: &impl Kv, registry: &WardKeys, env: &Envelope, bytes: &[
             },
         };
     }
-    match registry.verify(env, &seal) {
-        Ok(v) => Check::Passed { hash: seal.hash, signed: matches!(v, Some(Verified::Signed { .. })) },
+    match verdict {
+        Ok(v) => Check::Passed { hash, signed: matches!(v, Some(Verified::Signed { .. })) },
         Err(e) => Check::Refused(e.to_string()),
     }
 }

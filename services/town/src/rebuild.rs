@@ -51,7 +51,7 @@ pub fn views(store: &TownStore, ctx: &Ctx, wards: &[String]) -> Value {
 /// Replays the whole stream into a new store at `into` (which must not hold one).
 /// Returns the store and the number of messages read.
 pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, into: &Path) -> Result<(TownStore, u64), RebuildError> {
-    let store = TownStore::open(into)?;
+    let store = TownStore::open_with_cache(into, config.store_cache_mb << 20)?;
     let mut s = stream::ensure_stream(js, config).await?;
     let last = s.info().await.map_err(|e| RebuildError::Read(e.to_string()))?.state.last_sequence;
     if last == 0 {
@@ -66,31 +66,64 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
         })
         .await
         .map_err(|e| RebuildError::Read(e.to_string()))?;
+    // Batches are fetched by a task of their own while the one before is
+    // folded here, in order.
+    let (tx, mut batches) = tokio::sync::mpsc::channel(1);
+    let fetcher = tokio::spawn(fetch_all(consumer, config.batch_size, last, tx));
     let mut read = 0u64;
+    let result = async {
+        while let Some(input) = batches.recv().await {
+            let input = input?;
+            read += input.len() as u64;
+            // The fold is CPU work on sled (its per-message part spread over
+            // the cores by the store); it runs here, beside the fetches.
+            store.apply_batch(ctx, &input)?;
+        }
+        Ok::<(), RebuildError>(())
+    }
+    .await;
+    fetcher.abort();
+    result?;
+    Ok((store, read))
+}
+
+/// Messages `(subject, payload, stream_seq)` as [`TownStore::apply_batch`] takes them.
+type Batch = Vec<(String, Vec<u8>, u64)>;
+
+/// Fetches every message up to stream sequence `last` into `tx`, in order,
+/// as `(subject, payload, stream_seq)` batches; a failure is sent last.
+async fn fetch_all(
+    consumer: consumer::Consumer<consumer::pull::Config>,
+    batch_size: usize,
+    last: u64,
+    tx: tokio::sync::mpsc::Sender<Result<Batch, RebuildError>>,
+) {
     let mut reached = 0u64;
     while reached < last {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(config.batch_size)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .map_err(|e| RebuildError::Read(e.to_string()))?;
-        let mut input = Vec::new();
-        while let Some(m) = batch.next().await {
-            let m = m.map_err(|e| RebuildError::Read(e.to_string()))?;
-            let sseq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-            reached = reached.max(sseq);
-            input.push((m.subject.to_string(), m.payload.to_vec(), sseq));
+        let batch = async {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(batch_size)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .map_err(|e| RebuildError::Read(e.to_string()))?;
+            let mut input = Vec::new();
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| RebuildError::Read(e.to_string()))?;
+                let sseq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+                reached = reached.max(sseq);
+                input.push((m.subject.to_string(), m.payload.to_vec(), sseq));
+            }
+            Ok(input)
         }
-        read += input.len() as u64;
-        if !input.is_empty() {
-            let st = store.clone();
-            let ctx_input = input;
-            let ctx_ref: &Ctx = ctx;
-            // The fold is CPU work on sled; small enough per batch to run inline.
-            st.apply_batch(ctx_ref, &ctx_input)?;
+        .await;
+        let failed = batch.is_err();
+        if matches!(&batch, Ok(input) if input.is_empty()) {
+            continue;
+        }
+        if tx.send(batch).await.is_err() || failed {
+            return;
         }
     }
-    Ok((store, read))
 }

@@ -12,6 +12,11 @@
 //! event takes effect exactly once (invariant 2) and position and projection
 //! never disagree (invariant 3).
 //!
+//! The store-free work of a batch (decoding, hashes, signatures) is done
+//! first on every core ([`prepare_batch`]; the consumer prepares the next
+//! batch while this one commits), then the fold runs in order over the
+//! overlay.
+//!
 //! The town's own replay commands travel in the same stream and are folded
 //! in the same batches ([`crate::replay`]); their results wait in memory for
 //! the HTTP request that published them ([`TownStore::take_replay_result`]).
@@ -72,15 +77,27 @@ pub struct TownStore {
 
 impl TownStore {
     pub fn open(path: &Path) -> Result<TownStore, StoreError> {
+        TownStore::open_with_cache(path, CACHE_BYTES)
+    }
+
+    /// Opens the store with `cache_bytes` of sled page cache.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<TownStore, StoreError> {
         let open_err = |detail: String| StoreError::Open { path: path.into(), detail };
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
-        let db = open_sled(path).map_err(|e| open_err(e.to_string()))?;
+        let db = open_sled(path, cache_bytes).map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree("town").map_err(|e| open_err(e.to_string()))?;
         db.flush().map_err(|e| open_err(e.to_string()))?;
         let data_file = File::open(path.join("db")).map_err(|e| open_err(format!("sled data file: {e}")))?;
         data_file.sync_all().map_err(|e| open_err(e.to_string()))?;
         File::open(path).and_then(|d| d.sync_all()).map_err(|e| open_err(e.to_string()))?;
-        Ok(TownStore { db, tree, data_file: Arc::new(data_file), path: path.into(), replay_results: Arc::default(), generation: Arc::default() })
+        Ok(TownStore {
+            db,
+            tree,
+            data_file: Arc::new(data_file),
+            path: path.into(),
+            replay_results: Arc::default(),
+            generation: Arc::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -97,17 +114,28 @@ impl TownStore {
     /// atomically and durably. Returns the outcome of each ward event (replay
     /// commands leave theirs for [`TownStore::take_replay_result`]).
     pub fn apply_batch(&self, ctx: &Ctx, messages: &[(String, Vec<u8>, u64)]) -> Result<Vec<Outcome>, StoreError> {
+        self.apply_prepared_batch(ctx, messages, prepare_batch(ctx, messages))
+    }
+
+    /// [`TownStore::apply_batch`] of messages prepared already with [`prepare_batch`]
+    /// (the same messages, the same `ctx`).
+    pub fn apply_prepared_batch(
+        &self,
+        ctx: &Ctx,
+        messages: &[(String, Vec<u8>, u64)],
+        prepared: PreparedBatch,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut overlay = Overlay::new(&self.tree);
         let mut dirty = Dirty::new();
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut replays = Vec::new();
         let mut stream_seq = None;
         let parked_before = fold::get_u64(&overlay, keys::META_PARKED_NEXT);
-        for (subject_str, payload, sseq) in messages {
-            if subject::parse_town_replay_subject(subject_str).is_ok() {
-                replays.push((*sseq, replay::apply_command(&mut overlay, ctx, subject_str, payload, &mut dirty)));
-            } else {
-                outcomes.push(fold::apply(&mut overlay, ctx, subject_str, payload, &mut dirty));
+        assert_eq!(prepared.0.len(), messages.len(), "a batch is applied with its own preparation");
+        for ((subject_str, payload, sseq), prepared) in messages.iter().zip(prepared.0) {
+            match prepared {
+                None => replays.push((*sseq, replay::apply_command(&mut overlay, ctx, subject_str, payload, &mut dirty))),
+                Some(p) => outcomes.push(fold::apply_prepared(&mut overlay, ctx, subject_str, payload, p, &mut dirty)),
             }
             stream_seq = stream_seq.max(Some(*sseq));
         }
@@ -214,13 +242,37 @@ impl TownStore {
     }
 }
 
+/// The store-free part of folding a batch ([`fold::Prepared`]), one per
+/// message: `None` for the town's replay commands, which are folded whole.
+pub struct PreparedBatch(Vec<Option<fold::Prepared>>);
+
+/// Prepares the ward events of a batch `(subject, payload, stream_seq)` on
+/// all cores, with the ward keys in force now: the decoding, hashing and
+/// signature checks of every event up front, so that the fold in order
+/// ([`TownStore::apply_prepared_batch`]) does only the key-value work. Pure;
+/// a batch may be prepared while the one before it is folded.
+pub fn prepare_batch(ctx: &Ctx, messages: &[(String, Vec<u8>, u64)]) -> PreparedBatch {
+    let is_replay: Vec<bool> = messages.iter().map(|(s, _, _)| subject::parse_town_replay_subject(s).is_ok()).collect();
+    let events: Vec<(&str, &[u8])> =
+        messages.iter().zip(&is_replay).filter(|(_, r)| !**r).map(|((s, p, _), _)| (s.as_str(), p.as_slice())).collect();
+    let mut prepared = fold::prepare_batch(ctx, &events).into_iter();
+    PreparedBatch(is_replay.into_iter().map(|r| if r { None } else { prepared.next() }).collect())
+}
+
+/// sled's page cache of a store opened with [`TownStore::open`] (the
+/// service uses `Config::store_cache_mb`, the same by default). sled's own
+/// default, 1 GiB, is what a town process grew to while applying a large
+/// stream (BENCHMARKS.md); the views read through the figures cache and the
+/// fold touches recent keys, so a small cache costs the apply rate little.
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Opens sled, waiting up to 5 s while a store closed a moment ago in this
 /// process still holds its file lock (sled's background flusher lets go of it
 /// a few milliseconds after the last handle is dropped).
-fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
