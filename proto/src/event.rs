@@ -546,10 +546,20 @@ impl Envelope {
     /// envelope. Public so the fuzz tests can hold the shortcut to it.
     #[doc(hidden)]
     pub fn decode_general(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        Envelope::from_json(Envelope::read_json(bytes)?)
+    }
+
+    /// The bytes of an event as JSON, size checked: the first step of the
+    /// general path (the provenance seal is taken from this value).
+    pub(crate) fn read_json(bytes: &[u8]) -> Result<serde_json::Value, DecodeError> {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))
+    }
+
+    /// The envelope of a value from [`Envelope::read_json`], upcast to the current schema.
+    pub(crate) fn from_json(value: serde_json::Value) -> Result<Envelope, DecodeError> {
         let value = crate::upcast::upcast(value)?;
         serde_json::from_value(value).map_err(|e| DecodeError::Shape { version: SCHEMA_VERSION, detail: e.to_string() })
     }

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::event::{DecodeError, Envelope, MAX_EVENT_BYTES, SCHEMA_VERSION};
+use crate::event::{DecodeError, Envelope};
 
 /// Length of a key id in hex (8 bytes).
 pub const KEY_ID_HEX_LEN: usize = 16;
@@ -214,14 +214,9 @@ impl Seal {
 /// its JSON once: the seal of the JSON as received (before any upcast), and
 /// the envelope exactly as `Envelope::decode` gives it, or its error.
 pub fn decode_sealed(bytes: &[u8]) -> Result<(Envelope, Seal), DecodeError> {
-    if bytes.len() > MAX_EVENT_BYTES {
-        return Err(DecodeError::TooLarge(bytes.len()));
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let value = Envelope::read_json(bytes)?;
     let seal = Seal::of_value(&value);
-    let value = crate::upcast::upcast(value)?;
-    let env = serde_json::from_value(value).map_err(|e| DecodeError::Shape { version: SCHEMA_VERSION, detail: e.to_string() })?;
-    Ok((env, seal))
+    Ok((Envelope::from_json(value)?, seal))
 }
 
 /// A ward's secret signing key. Its `Debug` shows the key id only.
@@ -602,7 +597,7 @@ mod tests {
             b"[]".to_vec(),
             b"{}".to_vec(),
             br#"{"schema":9}"#.to_vec(),
-            vec![b' '; MAX_EVENT_BYTES + 1],
+            vec![b' '; crate::event::MAX_EVENT_BYTES + 1],
         ]);
         for bytes in &inputs {
             let together = decode_sealed(bytes);

@@ -9,7 +9,7 @@
 //! ([`guard`]), the append-only audit log of every read of case-level data
 //! ([`AuditLog`]) and the `token create|list|revoke` command both binaries
 //! offer ([`cli`]); and the same tokens in a browser's session cookie for
-//! the web pages ([`session`]).
+//! the web pages ([`session`]), signed in and out by the pages of [`login`].
 //!
 //! ## Why a shared library
 //!
@@ -59,6 +59,7 @@
 pub mod audit;
 pub mod cli;
 pub mod guard;
+pub mod login;
 pub mod nats;
 pub mod role;
 pub mod session;

@@ -141,7 +141,7 @@ struct Fetched {
 /// A fetched batch as `(subject, payload, stream_seq)`, prepared for the fold.
 struct Ready {
     messages: Vec<async_nats::jetstream::Message>,
-    input: Vec<(String, Vec<u8>, u64)>,
+    input: Vec<store::Input>,
     prepared: PreparedBatch,
     stalled: bool,
 }
@@ -213,13 +213,7 @@ async fn fetcher(shared: Arc<Shared>, consumer: PullConsumer, tx: mpsc::Sender<R
 /// Prepares a fetched batch with the ward keys in force: a key registered
 /// meanwhile counts from this batch on.
 async fn prepare(shared: &Arc<Shared>, Fetched { messages, stalled }: Fetched) -> Result<Ready, String> {
-    let input: Vec<(String, Vec<u8>, u64)> = messages
-        .iter()
-        .map(|m| {
-            let sseq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-            (m.subject.to_string(), m.payload.to_vec(), sseq)
-        })
-        .collect();
+    let input: Vec<store::Input> = messages.iter().map(store::input_of).collect();
     shared.ctx.provenance.refresh();
     let ctx = shared.ctx.clone();
     let (input, prepared) = tokio::task::spawn_blocking(move || {

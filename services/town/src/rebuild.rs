@@ -87,8 +87,8 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
     Ok((store, read))
 }
 
-/// Messages `(subject, payload, stream_seq)` as [`TownStore::apply_batch`] takes them.
-type Batch = Vec<(String, Vec<u8>, u64)>;
+/// Messages as [`TownStore::apply_batch`] takes them.
+type Batch = Vec<crate::store::Input>;
 
 /// Fetches every message up to stream sequence `last` into `tx`, in order,
 /// as `(subject, payload, stream_seq)` batches; a failure is sent last.
@@ -110,10 +110,9 @@ async fn fetch_all(
                 .map_err(|e| RebuildError::Read(e.to_string()))?;
             let mut input = Vec::new();
             while let Some(m) = batch.next().await {
-                let m = m.map_err(|e| RebuildError::Read(e.to_string()))?;
-                let sseq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-                reached = reached.max(sseq);
-                input.push((m.subject.to_string(), m.payload.to_vec(), sseq));
+                let m = crate::store::input_of(&m.map_err(|e| RebuildError::Read(e.to_string()))?);
+                reached = reached.max(m.2);
+                input.push(m);
             }
             Ok(input)
         }

@@ -48,6 +48,16 @@ use crate::kv::{Kv, Overlay};
 use crate::parked::Parked;
 use crate::replay::{self, ReplayOutcome, ReplayRefusal};
 
+/// A message of the town's stream as the fold takes it: subject, payload
+/// and stream sequence.
+pub type Input = (String, Vec<u8>, u64);
+
+/// The [`Input`] of a message fetched from the stream.
+pub fn input_of(m: &async_nats::jetstream::Message) -> Input {
+    let sseq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+    (m.subject.to_string(), m.payload.to_vec(), sseq)
+}
+
 /// What came of the replay command at a stream sequence.
 pub type ReplayResult = Result<ReplayOutcome, ReplayRefusal>;
 
@@ -113,18 +123,13 @@ impl TownStore {
     /// Folds messages `(subject, payload, stream_seq)` and commits them
     /// atomically and durably. Returns the outcome of each ward event (replay
     /// commands leave theirs for [`TownStore::take_replay_result`]).
-    pub fn apply_batch(&self, ctx: &Ctx, messages: &[(String, Vec<u8>, u64)]) -> Result<Vec<Outcome>, StoreError> {
+    pub fn apply_batch(&self, ctx: &Ctx, messages: &[Input]) -> Result<Vec<Outcome>, StoreError> {
         self.apply_prepared_batch(ctx, messages, prepare_batch(ctx, messages))
     }
 
     /// [`TownStore::apply_batch`] of messages prepared already with [`prepare_batch`]
     /// (the same messages, the same `ctx`).
-    pub fn apply_prepared_batch(
-        &self,
-        ctx: &Ctx,
-        messages: &[(String, Vec<u8>, u64)],
-        prepared: PreparedBatch,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    pub fn apply_prepared_batch(&self, ctx: &Ctx, messages: &[Input], prepared: PreparedBatch) -> Result<Vec<Outcome>, StoreError> {
         let mut overlay = Overlay::new(&self.tree);
         let mut dirty = Dirty::new();
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -251,7 +256,7 @@ pub struct PreparedBatch(Vec<Option<fold::Prepared>>);
 /// signature checks of every event up front, so that the fold in order
 /// ([`TownStore::apply_prepared_batch`]) does only the key-value work. Pure;
 /// a batch may be prepared while the one before it is folded.
-pub fn prepare_batch(ctx: &Ctx, messages: &[(String, Vec<u8>, u64)]) -> PreparedBatch {
+pub fn prepare_batch(ctx: &Ctx, messages: &[Input]) -> PreparedBatch {
     let is_replay: Vec<bool> = messages.iter().map(|(s, _, _)| subject::parse_town_replay_subject(s).is_ok()).collect();
     let events: Vec<(&str, &[u8])> =
         messages.iter().zip(&is_replay).filter(|(_, r)| !**r).map(|((s, p, _), _)| (s.as_str(), p.as_slice())).collect();

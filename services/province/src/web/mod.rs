@@ -15,7 +15,6 @@
 //! shown as withheld, never as zero.
 
 pub mod dashboard;
-pub mod login;
 
 use std::sync::Arc;
 
@@ -23,7 +22,8 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+pub use treem_auth::login::html_response;
 use treem_auth::{Auth, Role};
 use treem_web::html::{self, Page};
 use treem_web::{Lang, labels};
@@ -63,21 +63,16 @@ pub fn router<S: Clone + Send + Sync + 'static>(app: AppState, auth: Arc<Auth>) 
         .route("/", get(dashboard::page))
         .route("/dashboard", get(dashboard::page))
         .route_layer(from_fn_with_state(auth.require(Role::Viewer).browser(), treem_auth::guard));
+    let state = WebState { app, auth };
     Router::new()
-        .route("/login", get(login::form).post(login::submit))
-        .route("/logout", post(login::sign_out))
         .route(treem_web::CSS_PATH, get(css))
         .merge(pages)
-        .with_state(WebState { app, auth })
+        .with_state(state.clone())
+        .merge(treem_auth::login::router(state.auth.clone(), state.place()))
 }
 
 async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], treem_web::CSS).into_response()
-}
-
-/// An HTML page, not cached.
-pub fn html_response(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 /// A page that says what was wrong and how to fix it.

@@ -18,7 +18,6 @@
 
 pub mod dashboard;
 pub mod export;
-pub mod login;
 pub mod pdf;
 pub mod report;
 
@@ -28,8 +27,9 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use chrono::Datelike;
+pub use treem_auth::login::html_response;
 use treem_auth::{Auth, Caller, Role};
 use treem_proto::event::{FIRST_YEAR, LAST_YEAR};
 use treem_web::html::{self, Page, Reader};
@@ -69,12 +69,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>, auth: Arc<A
         .route("/dashboard", get(dashboard::page))
         .route("/reports/evaluation", get(report::get))
         .route_layer(from_fn_with_state(auth.require(Role::Viewer).browser(), treem_auth::guard));
+    let state = WebState { shared, auth };
     Router::new()
-        .route("/login", get(login::form).post(login::submit))
-        .route("/logout", post(login::sign_out))
         .route(treem_web::CSS_PATH, get(css))
         .merge(pages)
-        .with_state(WebState { shared, auth })
+        .with_state(state.clone())
+        .merge(treem_auth::login::router(state.auth.clone(), state.place()))
 }
 
 async fn css() -> Response {
@@ -108,11 +108,6 @@ pub fn reader(caller: &Caller, headers: &HeaderMap) -> Reader {
         role: caller.role.as_str().into(),
         can_sign_out: treem_auth::session::token_text(headers).is_some(),
     }
-}
-
-/// An HTML page, not cached (it may hold figures a later sign-out must not leave behind).
-pub fn html_response(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 /// A page that says what was wrong and how to fix it.

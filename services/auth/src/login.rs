@@ -1,36 +1,59 @@
 //! `GET /login`, `POST /login`, `POST /logout`: signing a browser in with
-//! an access token and out again (the cookie is `treem_auth::session`'s).
-//! A refused sign-in is answered 401 with the form again and one message,
-//! whatever was wrong; every attempt is in the audit log.
+//! an access token and out again (the cookie is [`crate::session`]'s), the
+//! same for every office service: [`router`] with the service's tokens and
+//! the name of its place. A refused sign-in is answered 401 with the form
+//! again and one message, whatever was wrong; every attempt is in the audit
+//! log.
 
-use axum::Form;
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use serde::Deserialize;
-use treem_auth::session::{self, SignInError};
 use treem_web::Lang;
 
-use super::{WebState, html_response};
+use crate::Auth;
+use crate::session::{self, SignInError};
+
+/// What the sign-in pages need of a service: its tokens, and the place the
+/// form names ("Thị xã Bình Long").
+#[derive(Clone)]
+struct SignInState {
+    auth: Arc<Auth>,
+    place: String,
+}
+
+/// The routes `/login` and `/logout`, with their own state; merge into any router.
+pub fn router<S: Clone + Send + Sync + 'static>(auth: Arc<Auth>, place: String) -> Router<S> {
+    Router::new().route("/login", get(form).post(submit)).route("/logout", post(sign_out)).with_state(SignInState { auth, place })
+}
+
+/// An HTML page, not cached (it may hold figures a later sign-out must not leave behind).
+pub fn html_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body).into_response()
+}
 
 #[derive(Debug, Deserialize)]
-pub struct FormQuery {
+struct FormQuery {
     next: Option<String>,
     lang: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SignIn {
+struct SignIn {
     #[serde(default)]
     token: String,
     next: Option<String>,
     lang: Option<String>,
 }
 
-pub async fn form(State(w): State<WebState>, Query(q): Query<FormQuery>) -> Response {
+async fn form(State(w): State<SignInState>, Query(q): Query<FormQuery>) -> Response {
     let lang = Lang::parse(q.lang.as_deref());
     let next = session::safe_next(q.next.as_deref());
-    html_response(StatusCode::OK, treem_web::login::page(lang, &w.place(), &next, None))
+    html_response(StatusCode::OK, treem_web::login::page(lang, &w.place, &next, None))
 }
 
 fn cross_site(lang: Lang) -> Response {
@@ -44,7 +67,7 @@ fn cross_site(lang: Lang) -> Response {
     )
 }
 
-pub async fn submit(State(w): State<WebState>, headers: HeaderMap, Form(f): Form<SignIn>) -> Response {
+async fn submit(State(w): State<SignInState>, headers: HeaderMap, Form(f): Form<SignIn>) -> Response {
     let lang = Lang::parse(f.lang.as_deref());
     if !session::same_origin(&headers) {
         return cross_site(lang);
@@ -66,7 +89,7 @@ pub async fn submit(State(w): State<WebState>, headers: HeaderMap, Form(f): Form
                 "Mã truy cập không hợp lệ (gõ sai, không có hoặc đã bị thu hồi). Hãy kiểm tra lại hoặc đề nghị quản trị viên cấp mã mới.",
                 "This access token is not valid (mistyped, unknown or revoked). Check it, or ask your administrator for a new one.",
             );
-            html_response(StatusCode::UNAUTHORIZED, treem_web::login::page(lang, &w.place(), &next, Some(msg)))
+            html_response(StatusCode::UNAUTHORIZED, treem_web::login::page(lang, &w.place, &next, Some(msg)))
         }
         Err(e) => {
             tracing::error!(error = %e, "sign-in could not be checked or recorded");
@@ -74,7 +97,7 @@ pub async fn submit(State(w): State<WebState>, headers: HeaderMap, Form(f): Form
                 StatusCode::SERVICE_UNAVAILABLE,
                 treem_web::login::page(
                     lang,
-                    &w.place(),
+                    &w.place,
                     &next,
                     Some(lang.t(
                         "Hệ thống chưa kiểm tra được mã; hãy báo quản trị viên.",
@@ -86,7 +109,7 @@ pub async fn submit(State(w): State<WebState>, headers: HeaderMap, Form(f): Form
     }
 }
 
-pub async fn sign_out(headers: HeaderMap) -> Response {
+async fn sign_out(headers: HeaderMap) -> Response {
     if !session::same_origin(&headers) {
         return cross_site(Lang::Vi);
     }
