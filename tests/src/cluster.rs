@@ -57,7 +57,6 @@
 //! and the tail of each node's log is printed.
 
 use std::fs::File;
-use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -67,7 +66,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use tempfile::TempDir;
 
-use crate::nats::nats_server_binary;
+use crate::nats::{log_tail, nats_server_binary, read_log, reap_killed, send_sigterm};
 use crate::repo_root;
 
 /// Nodes in the cluster (R3).
@@ -566,41 +565,6 @@ async fn stream_leader_name(js: &jetstream::Context, stream: &str) -> Result<Opt
     let mut s = js.get_stream(stream).await.map_err(|e| format!("stream {stream}: {e}"))?;
     let info = s.info().await.map_err(|e| format!("stream {stream} info: {e}"))?;
     Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
-}
-
-/// SIGKILL and reap (microseconds, so fine on an async worker and in Drop).
-fn reap_killed(child: &mut Child) {
-    if child.try_wait().ok().flatten().is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-}
-
-/// Graceful stop request; std offers only SIGKILL.
-#[allow(unsafe_code)]
-fn send_sigterm(child: &Child) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the
-    // pid is still ours because we hold the un-reaped `Child`.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    if rc != 0 {
-        tracing::warn!(pid, error = %std::io::Error::last_os_error(), "SIGTERM to nats-server failed");
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    let mut bytes = Vec::new();
-    if let Ok(mut file) = File::open(path) {
-        let _ = file.read_to_end(&mut bytes);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// The last 30 lines of a log.
-fn log_tail(path: &Path) -> String {
-    let log = read_log(path);
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 #[cfg(test)]

@@ -398,7 +398,7 @@ async fn probe(addr: &str) -> Result<(), String> {
 
 /// SIGKILL and reap. Reaping right after SIGKILL takes microseconds, so the
 /// blocking `wait` is fine even on an async worker (and needed in `Drop`).
-fn reap_killed(child: &mut Child) {
+pub(crate) fn reap_killed(child: &mut Child) {
     if child.try_wait().ok().flatten().is_none() {
         // Err only if it already exited, which is what we want.
         let _ = child.kill();
@@ -408,7 +408,7 @@ fn reap_killed(child: &mut Child) {
 
 /// Graceful stop request. std offers only SIGKILL (`Child::kill`).
 #[allow(unsafe_code)]
-fn send_sigterm(child: &Child) {
+pub(crate) fn send_sigterm(child: &Child) {
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
     // SAFETY: kill(2) takes plain integers and touches no memory of ours. The
     // pid cannot have been reused: we hold the un-reaped `Child`, so the pid
@@ -419,7 +419,7 @@ fn send_sigterm(child: &Child) {
     }
 }
 
-fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(path) {
         let mut bytes = Vec::new();
@@ -430,7 +430,7 @@ fn read_log(path: &Path) -> String {
 }
 
 /// The last 40 lines of a log, for panic messages.
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let log = read_log(path);
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
