@@ -26,6 +26,7 @@ pub mod hierarchy;
 pub mod judge;
 pub mod projection;
 pub mod provenance;
+pub mod signatures;
 pub mod subject;
 pub mod upcast;
 

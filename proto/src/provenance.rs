@@ -44,7 +44,9 @@
 //! Pure: no IO, no clock, no randomness. Key generation needs the OS's
 //! random generator and belongs to the ward (`services/ward/src/keys.rs`),
 //! which hands [`SigningKey::from_secret`] 32 secret bytes. Verification is
-//! strict ed25519 (`verify_strict`: no malleable or small-order signatures).
+//! RFC 8032's cofactored check with no non-canonical `s`, weak key or
+//! small-order `R` ([`crate::signatures`], which also checks a batch at
+//! once with the same answers).
 
 use std::fmt;
 
@@ -54,6 +56,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::{DecodeError, Envelope};
+use crate::signatures::SignatureCheck;
 
 /// Length of a key id in hex (8 bytes).
 pub const KEY_ID_HEX_LEN: usize = 16;
@@ -284,10 +287,14 @@ impl PublicKey {
         key_id_of(self.0.as_bytes())
     }
 
-    /// Whether `signature` (64 bytes) is this key's signature of `message`.
+    /// Whether `signature` (64 bytes) is this key's signature of `message`
+    /// (the rule: [`crate::signatures`]).
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else { return false };
-        self.0.verify_strict(message, &signature).is_ok()
+        crate::signatures::verify_one(&crate::signatures::SignatureCheck { key: self, message, signature })
+    }
+
+    pub(crate) fn verifying_key(&self) -> &ed25519_dalek::VerifyingKey {
+        &self.0
     }
 }
 
@@ -465,9 +472,58 @@ pub enum ProvenanceError {
 /// an empty ring refuses everything with [`ProvenanceError::NoKeys`] (the
 /// caller decides whether a ward without keys may send unsigned events).
 pub fn verify(ring: &KeyRing, ward: &str, seq: u64, sig: Option<&Sig>, seal: &Seal) -> Result<Verified, ProvenanceError> {
+    verify_many(&[ToVerify { ring, ward, seq, sig, seal }]).pop().expect("one answer per event")
+}
+
+/// One event for [`verify_many`]: what [`verify`] takes.
+#[derive(Debug, Clone, Copy)]
+pub struct ToVerify<'a> {
+    pub ring: &'a KeyRing,
+    pub ward: &'a str,
+    pub seq: u64,
+    pub sig: Option<&'a Sig>,
+    pub seal: &'a Seal,
+}
+
+/// [`verify`] of each event, in order, with the signatures checked
+/// together ([`crate::signatures::verify_all`]): the same answers, at a
+/// fraction of the cost for a batch.
+pub fn verify_many(events: &[ToVerify<'_>]) -> Vec<Result<Verified, ProvenanceError>> {
+    let prechecked: Vec<Result<Precheck<'_>, ProvenanceError>> = events.iter().map(precheck).collect();
+    let checks: Vec<SignatureCheck<'_>> = prechecked
+        .iter()
+        .zip(events)
+        .filter_map(|(p, e)| match p {
+            Ok(Precheck::Signature { public, signature, .. }) => Some(SignatureCheck { key: public, message: &e.seal.signing_bytes, signature }),
+            _ => None,
+        })
+        .collect();
+    let mut verdicts = crate::signatures::verify_all(&checks).into_iter();
+    prechecked
+        .into_iter()
+        .zip(events)
+        .map(|(p, e)| match p? {
+            Precheck::Legacy => Ok(Verified::Legacy),
+            Precheck::Signature { key_id, .. } => match verdicts.next() {
+                Some(true) => Ok(Verified::Signed { key_id: key_id.to_owned() }),
+                _ => Err(ProvenanceError::BadSignature { ward: e.ward.into(), seq: e.seq, key_id: key_id.to_owned() }),
+            },
+        })
+        .collect()
+}
+
+/// What is left of [`verify`] once the key and the form of the signature are checked.
+enum Precheck<'a> {
+    Legacy,
+    Signature { public: &'a PublicKey, key_id: &'a str, signature: Vec<u8> },
+}
+
+/// Everything [`verify`] checks but the signature's equation.
+fn precheck<'a>(e: &ToVerify<'a>) -> Result<Precheck<'a>, ProvenanceError> {
+    let (ring, ward, seq) = (e.ring, e.ward, e.seq);
     let Some(first) = ring.first_signed_seq() else { return Err(ProvenanceError::NoKeys { ward: ward.into() }) };
-    let sig = match sig {
-        None if seq < first => return Ok(Verified::Legacy),
+    let sig = match e.sig {
+        None if seq < first => return Ok(Precheck::Legacy),
         None => return Err(ProvenanceError::Unsigned { ward: ward.into(), seq, from: first }),
         Some(sig) => sig,
     };
@@ -481,10 +537,7 @@ pub fn verify(ring: &KeyRing, ward: &str, seq: u64, sig: Option<&Sig>, seal: &Se
     let signature = unhex(&sig.signature).filter(|b| b.len() * 2 == SIGNATURE_HEX_LEN).ok_or_else(|| {
         ProvenanceError::MalformedSignature { ward: ward.into(), seq, detail: format!("not {SIGNATURE_HEX_LEN} hex digits") }
     })?;
-    if !public.verifies(&seal.signing_bytes, &signature) {
-        return Err(ProvenanceError::BadSignature { ward: ward.into(), seq, key_id: sig.key_id.clone() });
-    }
-    Ok(Verified::Signed { key_id: sig.key_id.clone() })
+    Ok(Precheck::Signature { public, key_id: &sig.key_id, signature })
 }
 
 /// Checks the link of event `seq` to its predecessor: its `prev` must be

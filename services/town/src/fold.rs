@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::{AgeBand, CaseCategory, Envelope, Event, LAST_YEAR, Sex};
 use treem_proto::hierarchy::Hierarchy;
+use treem_proto::provenance::Seal;
 use treem_proto::subject;
 use uuid::Uuid;
 
@@ -166,8 +167,28 @@ const PREPARE_MIN_PER_THREAD: usize = 32;
 
 /// Prepares one message (see [`Prepared`]) with the keys of `ctx` as they are now.
 pub fn prepare(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Prepared {
+    prepare_chunk(ctx, &[(subject_str, bytes)]).pop().expect("one per message")
+}
+
+/// [`prepare`] of each message, the signatures checked together
+/// ([`provenance::Sealed::many`]: the same answers as one by one).
+fn prepare_chunk(ctx: &Ctx, messages: &[(&str, &[u8])]) -> Vec<Prepared> {
+    let read: Vec<Result<(Envelope, Seal), Prepared>> = messages.iter().map(|(s, b)| read_placed(ctx, s, b)).collect();
+    let events: Vec<(&Envelope, &Seal)> = read.iter().filter_map(|r| r.as_ref().ok().map(|(env, seal)| (env, seal))).collect();
+    let mut sealed = provenance::Sealed::many(&ctx.provenance, &events).into_iter();
+    read.into_iter()
+        .map(|r| match r {
+            Ok((env, _)) => Prepared(Early::Ready { env: Box::new(env), sealed: Ok(sealed.next().expect("one per event")) }),
+            Err(parked) => parked,
+        })
+        .collect()
+}
+
+/// A message decoded and placed (its subject, town, ward and seq checked),
+/// or why it is parked whatever the store holds.
+fn read_placed(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Result<(Envelope, Seal), Prepared> {
     let park = |ward: Option<&str>, env: Option<&Envelope>, reason: String| {
-        Prepared(Early::Park { ward: ward.map(Into::into), seq: env.map(|e| e.seq), event_id: env.map(|e| e.id), reason })
+        Err(Prepared(Early::Park { ward: ward.map(Into::into), seq: env.map(|e| e.seq), event_id: env.map(|e| e.id), reason }))
     };
     let (path, kind) = match subject::parse_event_subject(subject_str) {
         Ok(x) => x,
@@ -197,9 +218,7 @@ pub fn prepare(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Prepared {
     if env.seq == 0 {
         return park(Some(&env.ward), Some(&env), "seq 0 is not valid; ward sequences start at 1".into());
     }
-    // The envelope decoded, so the same JSON seals: `Seal::of_bytes` cannot fail here.
-    let sealed = Ok(provenance::Sealed::new(&ctx.provenance, &env, &seal));
-    Prepared(Early::Ready { env: Box::new(env), sealed })
+    Ok((env, seal))
 }
 
 /// Prepares messages `(subject, payload)` in order, split over the
@@ -214,7 +233,7 @@ pub fn prepare_batch(ctx: &Ctx, messages: &[(&str, &[u8])]) -> Vec<Prepared> {
 /// [`prepare_batch`] on `threads` threads (at least one), whatever the batch's size.
 pub fn prepare_on(ctx: &Ctx, messages: &[(&str, &[u8])], threads: usize) -> Vec<Prepared> {
     let threads = threads.clamp(1, messages.len().max(1));
-    let prepare_all = |chunk: &[(&str, &[u8])]| chunk.iter().map(|(s, b)| prepare(ctx, s, b)).collect::<Vec<_>>();
+    let prepare_all = |chunk: &[(&str, &[u8])]| prepare_chunk(ctx, chunk);
     if threads == 1 {
         return prepare_all(messages);
     }

@@ -199,13 +199,31 @@ impl WardKeys {
 
     /// Checks the signature of `env` (sealed in `seal`): how it passed, or why not.
     fn verify(&self, env: &Envelope, seal: &Seal) -> Result<Option<Verified>, ProvenanceError> {
+        self.verify_many(&[(env, seal)]).pop().expect("one answer per event")
+    }
+
+    /// [`WardKeys::verify`] of each event, with the keys in force now for
+    /// all of them and the signatures checked together
+    /// ([`provenance::verify_many`]: the same answers).
+    fn verify_many(&self, events: &[(&Envelope, &Seal)]) -> Vec<Result<Option<Verified>, ProvenanceError>> {
         let loaded = self.loaded.read().expect("keys lock");
-        match loaded.rings.get(&env.ward).filter(|r| !r.is_empty()) {
-            Some(ring) => provenance::verify(ring, &env.ward, env.seq, env.sig.as_ref(), seal).map(Some),
-            None if self.require_signatures => Err(ProvenanceError::NoKeys { ward: env.ward.clone() }),
-            // Not required and no key: taken as it is, unverified.
-            None => Ok(None),
-        }
+        let ring = |env: &Envelope| loaded.rings.get(&env.ward).filter(|r| !r.is_empty());
+        let signed: Vec<provenance::ToVerify<'_>> = events
+            .iter()
+            .filter_map(|(env, seal)| {
+                ring(env).map(|ring| provenance::ToVerify { ring, ward: &env.ward, seq: env.seq, sig: env.sig.as_ref(), seal })
+            })
+            .collect();
+        let mut verified = provenance::verify_many(&signed).into_iter();
+        events
+            .iter()
+            .map(|(env, _)| match ring(env) {
+                Some(_) => verified.next().expect("one answer per signed event").map(Some),
+                None if self.require_signatures => Err(ProvenanceError::NoKeys { ward: env.ward.clone() }),
+                // Not required and no key: taken as it is, unverified.
+                None => Ok(None),
+            })
+            .collect()
     }
 }
 
@@ -252,6 +270,12 @@ impl Sealed {
     /// Verifies `env`, sealed in `seal`, with the keys of `registry` now.
     pub(crate) fn new(registry: &WardKeys, env: &Envelope, seal: &Seal) -> Sealed {
         Sealed { hash: seal.hash, verdict: registry.verify(env, seal) }
+    }
+
+    /// [`Sealed::new`] of each event, the signatures checked together: the same answers.
+    pub(crate) fn many(registry: &WardKeys, events: &[(&Envelope, &Seal)]) -> Vec<Sealed> {
+        let verdicts = registry.verify_many(events);
+        events.iter().zip(verdicts).map(|((_, seal), verdict)| Sealed { hash: seal.hash, verdict }).collect()
     }
 
     /// Seals the message `bytes` (the JSON of `env` as received) and verifies it;

@@ -13,7 +13,7 @@ use treem_proto::event::{FIRST_YEAR, LAST_YEAR};
 
 use crate::fold::Ctx;
 use crate::projection::{cases, indicators};
-use crate::store::TownStore;
+use crate::store::{self, PreparedBatch, TownStore};
 use crate::{config::Config, keys, stream};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +67,37 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
         .await
         .map_err(|e| RebuildError::Read(e.to_string()))?;
     // Batches are fetched by a task of their own while the one before is
-    // folded here, in order.
+    // folded here, in order; and each batch is prepared (decoding, hashes,
+    // signatures: store-free, on every core) while the one before commits,
+    // as the live consumer does.
     let (tx, mut batches) = tokio::sync::mpsc::channel(1);
     let fetcher = tokio::spawn(fetch_all(consumer, config.batch_size, last, tx));
     let mut read = 0u64;
     let result = async {
-        while let Some(input) = batches.recv().await {
-            let input = input?;
+        let mut pending: Option<(Batch, PreparedBatch)> = None;
+        loop {
+            let next = batches.recv().await.transpose()?;
+            let Some((input, prepared)) = pending.take() else {
+                match next {
+                    Some(first) => {
+                        let prepared = store::prepare_batch(ctx, &first);
+                        pending = Some((first, prepared));
+                        continue;
+                    }
+                    None => break,
+                }
+            };
             read += input.len() as u64;
-            // The fold is CPU work on sled (its per-message part spread over
-            // the cores by the store); it runs here, beside the fetches.
-            store.apply_batch(ctx, &input)?;
+            let next_prepared = std::thread::scope(|s| {
+                let preparing = next.as_ref().map(|n| s.spawn(|| store::prepare_batch(ctx, n)));
+                let committed = store.apply_prepared_batch(ctx, &input, prepared);
+                let next_prepared = preparing.map(|p| p.join().expect("a batch's preparation does not panic"));
+                committed.map(|_| next_prepared)
+            })?;
+            match next.zip(next_prepared) {
+                Some(ready) => pending = Some(ready),
+                None => break,
+            }
         }
         Ok::<(), RebuildError>(())
     }
