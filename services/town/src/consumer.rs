@@ -2,17 +2,11 @@
 //! into the store in one atomic durable commit, then acknowledge each
 //! message. See `store` for what a crash at any point does.
 //!
-//! Three stages run at once, each batch going through them in order: a
-//! fetcher task pulls the next batch and prepares it (decoding, hashes,
+//! A fetcher task pulls the next batch and prepares it (decoding, hashes,
 //! signature checks on all cores, with the ward keys read again first:
-//! `store::prepare_batch`); the loop folds a batch over the writes of the
-//! one before it (`TownStore::fold_batch`) while that one commits on a
-//! blocking thread (`TownStore::commit`: sled batch, flush, fdatasync).
-//! Commits are one at a time and in order; a batch's messages are
-//! acknowledged only once its commit is durable, and a session never ends
-//! with a commit in flight (the next one starts from the store's
-//! position). A batch fetched or folded but lost with its session is
-//! redelivered; a commit that fails drops the batch folded over it.
+//! `store::prepare_batch`) while the current one is folded and committed:
+//! one batch ahead, in order. Nothing is acknowledged before its batch is
+//! committed, so a batch fetched but lost with its session is redelivered.
 //!
 //! The forwarder is woken after each committed batch, but at most every
 //! `FORWARD_EVERY` (500 ms) while full batches follow one another (see there).
@@ -26,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::Shared;
 use crate::fold::Outcome;
-use crate::store::{self, Folded, PreparedBatch};
+use crate::store::{self, PreparedBatch};
 use crate::stream;
 
 /// Longest a fetch (500 ms expiry) may take before the session is restarted.
@@ -82,96 +76,29 @@ async fn session(
     let (tx, mut fetched) = mpsc::channel(1);
     let _fetcher = AbortOnDrop(tokio::spawn(fetcher(shared.clone(), consumer, tx)));
     let mut wake = ForwardWake { forward: forward.clone(), last: None, held: false };
-    // The batch being committed (on a blocking thread) while the next one
-    // is folded over its writes; finished (acknowledged) before the next commit starts.
-    let mut committing: Option<Committing> = None;
-    let result = apply_loop(shared, &mut fetched, stop, &mut wake, &mut committing).await;
-    // Never leave a commit running past the session: the next session reads
-    // the store (its position, the wards' positions) to start from.
-    if let Some(c) = committing.take() {
-        if let Err(e) = c.finish(shared, &mut wake).await {
-            tracing::debug!(error = %e, "the last commit of a session");
-        }
-    }
-    result
-}
-
-/// Folds and commits the fetched batches until the session ends, one
-/// commit in flight at a time (`committing`).
-async fn apply_loop(
-    shared: &Arc<Shared>,
-    fetched: &mut mpsc::Receiver<Result<Ready, String>>,
-    stop: &mut watch::Receiver<bool>,
-    wake: &mut ForwardWake,
-    committing: &mut Option<Committing>,
-) -> Result<(), String> {
     loop {
         if *stop.borrow() {
             return Ok(());
         }
         let due = wake.due();
         let next = tokio::select! {
-            done = Committing::done(committing) => {
-                let c = committing.take().expect("a commit was in flight");
-                c.finished(done, shared, wake).await?;
-                continue;
-            }
             b = fetched.recv() => b,
             _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                 wake.now();
                 continue;
             }
-            _ = stop.changed() => continue,
+            _ = stop.changed() => return Ok(()),
         };
         let Ready { messages, input, prepared, stalled } = match next {
             Some(batch) => batch?,
             None => return Err("the ward stream fetcher ended; starting a new session".into()),
         };
-        // Fold this batch over the writes of the one committing meanwhile.
-        let (store, ctx) = (shared.store.clone(), shared.ctx.clone());
-        let after = committing.as_ref().map(|c| c.folded.clone());
-        let folded = tokio::task::spawn_blocking(move || Arc::new(store.fold_batch(&ctx, &input, prepared, after.as_deref())))
-            .await
-            .map_err(|e| format!("fold task: {e}"))?;
-        if let Some(c) = committing.take() {
-            c.finish(shared, wake).await?;
-        }
         let store = shared.store.clone();
-        let commit = folded.clone();
-        let task = tokio::task::spawn_blocking(move || store.commit(&commit));
-        *committing = Some(Committing { task, folded, messages, stalled });
-    }
-}
-
-/// A folded batch being committed, and the messages it acknowledges once durable.
-struct Committing {
-    task: tokio::task::JoinHandle<Result<Vec<Outcome>, store::StoreError>>,
-    folded: Arc<Folded>,
-    messages: Vec<async_nats::jetstream::Message>,
-    stalled: bool,
-}
-
-type CommitResult = Result<Result<Vec<Outcome>, store::StoreError>, tokio::task::JoinError>;
-
-impl Committing {
-    /// Resolves when the commit in flight ends; never, when there is none.
-    async fn done(committing: &mut Option<Committing>) -> CommitResult {
-        match committing {
-            Some(c) => (&mut c.task).await,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Waits for the commit, then acknowledges its messages.
-    async fn finish(mut self, shared: &Arc<Shared>, wake: &mut ForwardWake) -> Result<(), String> {
-        let done = (&mut self.task).await;
-        self.finished(done, shared, wake).await
-    }
-
-    /// After the commit ended with `done`: counts, acknowledges each
-    /// message (only now that the batch is durable), wakes the forwarder.
-    async fn finished(self, done: CommitResult, shared: &Arc<Shared>, wake: &mut ForwardWake) -> Result<(), String> {
-        let outcomes = done.map_err(|e| format!("commit task: {e}"))?.map_err(|e| e.to_string())?;
+        let ctx = shared.ctx.clone();
+        let outcomes = tokio::task::spawn_blocking(move || store.apply_prepared_batch(&ctx, &input, prepared))
+            .await
+            .map_err(|e| format!("apply task: {e}"))?
+            .map_err(|e| e.to_string())?;
         let mut applied = 0u64;
         for o in &outcomes {
             match o {
@@ -186,22 +113,21 @@ impl Committing {
         }
         shared.applied_total.fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
         // Acknowledge only after the commit above is durable.
-        for m in &self.messages {
+        for m in &messages {
             m.ack().await.map_err(|e| format!("ack: {e}"))?;
         }
         shared.applied_notify.notify_waiters();
-        if self.messages.len() < shared.config.batch_size {
+        if messages.len() < shared.config.batch_size {
             wake.now();
         } else {
             wake.soon();
         }
-        if self.stalled {
+        if stalled {
             // The rest of that pull may be lost with its connection; a new
             // session restarts the consumer from its ack floor, so those
             // messages come again now rather than after the ack wait.
             return Err("fetch from the ward stream stalled after some messages; starting a new session".into());
         }
-        Ok(())
     }
 }
 

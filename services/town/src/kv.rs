@@ -52,29 +52,29 @@ impl KvScan for MemKv {
 /// one `apply_batch`, which sled applies atomically.
 pub struct Overlay<'a> {
     pub tree: &'a sled::Tree,
-    /// Writes of a batch folded before this one and not yet in `tree`
-    /// (being committed meanwhile): read through before the tree.
-    pub base: Option<&'a Writes>,
-    pub writes: Writes,
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
-
-/// Writes of a batch: `None` deletes the key.
-pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 impl<'a> Overlay<'a> {
     pub fn new(tree: &'a sled::Tree) -> Self {
-        Overlay { tree, base: None, writes: BTreeMap::new() }
+        Overlay { tree, writes: BTreeMap::new() }
     }
 
-    /// An overlay on `tree` as it will be once `base` is committed to it.
-    pub fn over(tree: &'a sled::Tree, base: Option<&'a Writes>) -> Self {
-        Overlay { tree, base, writes: BTreeMap::new() }
+    pub fn into_batch(self) -> sled::Batch {
+        let mut b = sled::Batch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        b
     }
 }
 
 impl Kv for Overlay<'_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.writes.get(key).or_else(|| self.base.and_then(|b| b.get(key))) {
+        match self.writes.get(key) {
             Some(v) => v.clone(),
             None => self.tree.get(key).ok().flatten().map(|v| v.to_vec()),
         }

@@ -13,7 +13,7 @@ use treem_proto::event::{FIRST_YEAR, LAST_YEAR};
 
 use crate::fold::Ctx;
 use crate::projection::{cases, indicators};
-use crate::store::{self, Folded, PreparedBatch, TownStore};
+use crate::store::{self, PreparedBatch, TownStore};
 use crate::{config::Config, keys, stream};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,34 +66,38 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
         })
         .await
         .map_err(|e| RebuildError::Read(e.to_string()))?;
-    // Batches are fetched by a task of their own, and go through three
-    // stages on their own threads at once, as in the live consumer: while
-    // batch k commits (sled batch, fdatasync), k + 1 is folded over k's
-    // writes and k + 2 prepared (decoding, hashes, signatures).
+    // Batches are fetched by a task of their own while the one before is
+    // folded here, in order; and each batch is prepared (decoding, hashes,
+    // signatures: store-free, on every core) while the one before commits,
+    // as the live consumer does.
     let (tx, mut batches) = tokio::sync::mpsc::channel(1);
     let fetcher = tokio::spawn(fetch_all(consumer, config.batch_size, last, tx));
     let mut read = 0u64;
     let result = async {
-        let mut prepared: Option<(Batch, PreparedBatch)> = None;
-        let mut folded: Option<Folded> = None;
+        let mut pending: Option<(Batch, PreparedBatch)> = None;
         loop {
             let next = batches.recv().await.transpose()?;
-            if next.is_none() && prepared.is_none() && folded.is_none() {
-                break;
-            }
-            let (next_prepared, next_folded) = std::thread::scope(|s| {
+            let Some((input, prepared)) = pending.take() else {
+                match next {
+                    Some(first) => {
+                        let prepared = store::prepare_batch(ctx, &first);
+                        pending = Some((first, prepared));
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            read += input.len() as u64;
+            let next_prepared = std::thread::scope(|s| {
                 let preparing = next.as_ref().map(|n| s.spawn(|| store::prepare_batch(ctx, n)));
-                let committing = folded.as_ref().map(|f| s.spawn(|| store.commit(f)));
-                let next_folded = prepared.take().map(|(input, p)| {
-                    read += input.len() as u64;
-                    store.fold_batch(ctx, &input, p, folded.as_ref())
-                });
+                let committed = store.apply_prepared_batch(ctx, &input, prepared);
                 let next_prepared = preparing.map(|p| p.join().expect("a batch's preparation does not panic"));
-                committing.map_or(Ok(()), |c| c.join().expect("a commit does not panic").map(drop))?;
-                Ok::<_, RebuildError>((next_prepared, next_folded))
+                committed.map(|_| next_prepared)
             })?;
-            prepared = next.zip(next_prepared);
-            folded = next_folded;
+            match next.zip(next_prepared) {
+                Some(ready) => pending = Some(ready),
+                None => break,
+            }
         }
         Ok::<(), RebuildError>(())
     }

@@ -44,7 +44,7 @@ use treem_proto::subject;
 
 use crate::fold::{self, Ctx, Dirty, Outcome};
 use crate::keys;
-use crate::kv::{Kv, Overlay, Writes};
+use crate::kv::{Kv, Overlay};
 use crate::parked::Parked;
 use crate::replay::{self, ReplayOutcome, ReplayRefusal};
 
@@ -130,17 +130,7 @@ impl TownStore {
     /// [`TownStore::apply_batch`] of messages prepared already with [`prepare_batch`]
     /// (the same messages, the same `ctx`).
     pub fn apply_prepared_batch(&self, ctx: &Ctx, messages: &[Input], prepared: PreparedBatch) -> Result<Vec<Outcome>, StoreError> {
-        let folded = self.fold_batch(ctx, messages, prepared, None);
-        self.commit(&folded)
-    }
-
-    /// Folds a prepared batch in order into its writes, without writing:
-    /// [`TownStore::commit`] makes them the store's. `after`: the batch
-    /// folded just before this one, when it is not committed yet — this one
-    /// reads the store as it will be once that one is (its commit may run
-    /// meanwhile; this one is committed after it).
-    pub fn fold_batch(&self, ctx: &Ctx, messages: &[Input], prepared: PreparedBatch, after: Option<&Folded>) -> Folded {
-        let mut overlay = Overlay::over(&self.tree, after.map(|f| &f.writes));
+        let mut overlay = Overlay::new(&self.tree);
         let mut dirty = Dirty::new();
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut replays = Vec::new();
@@ -166,35 +156,23 @@ impl TownStore {
             }
             overlay.put(keys::META_OUTBOX_NEXT.to_vec(), next.to_be_bytes().to_vec());
         }
-        Folded { writes: overlay.writes, outcomes, replays, parked: parked_before + 1..=parked_after }
-    }
-
-    /// Writes a folded batch atomically and durably (after the batch folded
-    /// before it). Returns the outcome of each ward event.
-    pub fn commit(&self, folded: &Folded) -> Result<Vec<Outcome>, StoreError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in &folded.writes {
-            match v {
-                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
-                None => batch.remove(k.as_slice()),
-            }
-        }
+        let batch = overlay.into_batch();
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
         self.generation.fetch_add(1, Ordering::Release);
         self.sync()?;
-        for n in folded.parked.clone() {
+        for n in parked_before + 1..=parked_after {
             if let Some(p) = self.parked_record(n) {
                 tracing::warn!(parked = n, subject = %p.subject, ward = p.ward, seq = p.seq, reason = %p.reason, "parked a message from the ward stream");
             }
         }
-        if !folded.replays.is_empty() {
+        if !replays.is_empty() {
             let mut results = self.replay_results.lock().expect("replay results lock");
-            results.extend(folded.replays.iter().cloned());
+            results.extend(replays);
             while results.len() > REPLAY_RESULTS_KEPT {
                 results.pop_first();
             }
         }
-        Ok(folded.outcomes.clone())
+        Ok(outcomes)
     }
 
     /// The result of the replay command folded at stream sequence `sseq`, once.
@@ -267,15 +245,6 @@ impl TownStore {
         self.tree.insert(keys::META_DEADLETTER_PUBLISHED, &n.to_be_bytes()).map_err(|e| StoreError::Write(e.to_string()))?;
         self.sync()
     }
-}
-
-/// A batch folded and not yet committed ([`TownStore::fold_batch`]).
-pub struct Folded {
-    writes: Writes,
-    outcomes: Vec<Outcome>,
-    replays: Vec<(u64, ReplayResult)>,
-    /// Records the batch parks (logged once committed).
-    parked: std::ops::RangeInclusive<u64>,
 }
 
 /// The store-free part of folding a batch ([`fold::Prepared`]), one per

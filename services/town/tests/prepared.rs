@@ -7,9 +7,7 @@
 //! gaps, forged, altered, replayed and unsigned events, garbage, events
 //! refused by the rules, corrections and retractions; in many orders. The
 //! store's own batches ([`TownStore::apply_batch`], which prepares in
-//! parallel) end in the same contents as well, also when each batch is
-//! folded over the one before while that one commits (the pipeline of the
-//! consumer and the rebuild).
+//! parallel) end in the same contents as well.
 
 use std::collections::BTreeMap;
 
@@ -271,53 +269,5 @@ fn the_store_batches_end_in_the_contents_of_the_plain_fold() {
             .collect();
         assert_eq!(contents, kv.0, "seed {seed}: store contents");
         assert_eq!(store.stream_seq(), numbered.len() as u64);
-    }
-}
-
-/// The store's whole contents, every key.
-fn everything(store: &TownStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    store.tree.iter().map(Result::unwrap).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
-}
-
-/// The pipelined consumer and rebuild fold batch k + 1 over batch k's
-/// writes while k commits on another thread: that ends in exactly the
-/// store (every key, the outbox and positions included) and the outcomes of
-/// committing each batch before folding the next.
-#[test]
-fn a_batch_folded_while_the_one_before_commits_ends_as_one_after_the_other() {
-    let ctx = ctx();
-    for (seed, size) in [(0, 3), (3, 7), (8, 16), (13, 40)] {
-        let mut messages = if seed == 0 { mixed() } else { shuffled(mixed(), seed) };
-        messages.extend(messages.clone());
-        let numbered: Vec<(String, Vec<u8>, u64)> =
-            messages.iter().enumerate().map(|(i, (s, b))| (s.clone(), b.clone(), i as u64 + 1)).collect();
-        let batches: Vec<&[(String, Vec<u8>, u64)]> = numbered.chunks(size).collect();
-
-        let dir = tempfile::tempdir().unwrap();
-        let one_by_one = TownStore::open(&dir.path().join("one")).unwrap();
-        let mut expected = Vec::new();
-        for b in &batches {
-            expected.extend(one_by_one.apply_batch(&ctx, b).unwrap());
-        }
-
-        let piped = TownStore::open(&dir.path().join("piped")).unwrap();
-        let mut got = Vec::new();
-        let mut folded: Option<treem_town::store::Folded> = None;
-        for b in &batches {
-            let prepared = treem_town::store::prepare_batch(&ctx, b);
-            let next = std::thread::scope(|s| {
-                let committing = folded.as_ref().map(|f| s.spawn(|| piped.commit(f).unwrap()));
-                let next = piped.fold_batch(&ctx, b, prepared, folded.as_ref());
-                if let Some(c) = committing {
-                    got.extend(c.join().unwrap());
-                }
-                next
-            });
-            folded = Some(next);
-        }
-        got.extend(piped.commit(&folded.unwrap()).unwrap());
-        assert_eq!(got, expected, "seed {seed}, batches of {size}: outcomes");
-        assert_eq!(everything(&piped), everything(&one_by_one), "seed {seed}, batches of {size}: store contents");
-        assert_eq!(piped.stream_seq(), numbered.len() as u64);
     }
 }
