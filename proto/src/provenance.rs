@@ -494,7 +494,9 @@ pub fn verify_many(events: &[ToVerify<'_>]) -> Vec<Result<Verified, ProvenanceEr
         .iter()
         .zip(events)
         .filter_map(|(p, e)| match p {
-            Ok(Precheck::Signature { public, signature, .. }) => Some(SignatureCheck { key: public, message: &e.seal.signing_bytes, signature }),
+            Ok(Precheck::Signature { public, signature, .. }) => {
+                Some(SignatureCheck { key: public, message: &e.seal.signing_bytes, signature })
+            }
             _ => None,
         })
         .collect();

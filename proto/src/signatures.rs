@@ -99,7 +99,8 @@ pub fn verify_one(check: &SignatureCheck<'_>) -> bool {
 /// checked together (see the module doc).
 pub fn verify_all(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
     let decoded: Vec<Option<Decoded>> = checks.iter().map(decode).collect();
-    let candidates: Vec<(&SignatureCheck<'_>, &Decoded)> = checks.iter().zip(&decoded).filter_map(|(c, d)| d.as_ref().map(|d| (c, d))).collect();
+    let candidates: Vec<(&SignatureCheck<'_>, &Decoded)> =
+        checks.iter().zip(&decoded).filter_map(|(c, d)| d.as_ref().map(|d| (c, d))).collect();
     let batch_holds = match candidates.len() {
         0 => true,
         1 => equation_holds(candidates[0].1),
@@ -181,8 +182,12 @@ mod tests {
         sigs[17] = signers[17 % 3].sign_bytes(b"something else").to_vec();
         sigs[23][63] |= 0xf0;
         sigs[29].truncate(63);
-        let checks: Vec<SignatureCheck<'_>> =
-            messages.iter().zip(&sigs).enumerate().map(|(i, (m, s))| SignatureCheck { key: &publics[i % 3], message: m, signature: s }).collect();
+        let checks: Vec<SignatureCheck<'_>> = messages
+            .iter()
+            .zip(&sigs)
+            .enumerate()
+            .map(|(i, (m, s))| SignatureCheck { key: &publics[i % 3], message: m, signature: s })
+            .collect();
         let alone: Vec<bool> = checks.iter().map(verify_one).collect();
         assert_eq!(alone.iter().filter(|ok| !**ok).count(), 5, "exactly the altered ones fail alone: {alone:?}");
         assert_eq!(verify_all(&checks), alone);
@@ -222,7 +227,9 @@ mod tests {
         let r = Scalar::from(12345u64);
         let big_r = ED25519_BASEPOINT_POINT * r + curve25519_dalek::constants::EIGHT_TORSION[1];
         let r_bytes = big_r.compress().to_bytes();
-        let k = Scalar::from_bytes_mod_order_wide(&Sha512::new().chain_update(r_bytes).chain_update(publics[0].verifying_key().as_bytes()).chain_update(&m).finalize().into());
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new().chain_update(r_bytes).chain_update(publics[0].verifying_key().as_bytes()).chain_update(&m).finalize().into(),
+        );
         let s = r + k * a;
         let mut torsioned = r_bytes.to_vec();
         torsioned.extend_from_slice(s.as_bytes());
@@ -230,8 +237,12 @@ mod tests {
         assert!(strict.is_err(), "verify_strict refuses a torsioned R");
         let messages: Vec<Vec<u8>> = (0..9).map(|i| format!("{{\"seq\":{i}}}").into_bytes()).collect();
         let sigs: Vec<[u8; 64]> = messages.iter().enumerate().map(|(i, m)| signers[i % 2].sign_bytes(m)).collect();
-        let mut checks: Vec<SignatureCheck<'_>> =
-            messages.iter().zip(&sigs).enumerate().map(|(i, (m, s))| SignatureCheck { key: &publics[i % 2], message: m, signature: s }).collect();
+        let mut checks: Vec<SignatureCheck<'_>> = messages
+            .iter()
+            .zip(&sigs)
+            .enumerate()
+            .map(|(i, (m, s))| SignatureCheck { key: &publics[i % 2], message: m, signature: s })
+            .collect();
         checks.insert(4, SignatureCheck { key: &publics[0], message: &m, signature: &torsioned });
         let alone: Vec<bool> = checks.iter().map(verify_one).collect();
         assert!(alone.iter().all(|ok| *ok), "the cofactored rule takes it: {alone:?}");
@@ -241,7 +252,9 @@ mod tests {
         }
         // A small-order R alone is refused by both rules, alone and in a batch.
         let identity_r = curve25519_dalek::constants::EIGHT_TORSION[0].compress().to_bytes();
-        let k0 = Scalar::from_bytes_mod_order_wide(&Sha512::new().chain_update(identity_r).chain_update(publics[0].verifying_key().as_bytes()).chain_update(&m).finalize().into());
+        let k0 = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new().chain_update(identity_r).chain_update(publics[0].verifying_key().as_bytes()).chain_update(&m).finalize().into(),
+        );
         let mut small = identity_r.to_vec();
         small.extend_from_slice((k0 * a).as_bytes());
         checks[4] = SignatureCheck { key: &publics[0], message: &m, signature: &small };

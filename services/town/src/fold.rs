@@ -173,22 +173,22 @@ pub fn prepare(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Prepared {
 /// [`prepare`] of each message, the signatures checked together
 /// ([`provenance::Sealed::many`]: the same answers as one by one).
 fn prepare_chunk(ctx: &Ctx, messages: &[(&str, &[u8])]) -> Vec<Prepared> {
-    let read: Vec<Result<(Envelope, Seal), Prepared>> = messages.iter().map(|(s, b)| read_placed(ctx, s, b)).collect();
+    let read: Vec<Result<(Envelope, Seal), Box<Prepared>>> = messages.iter().map(|(s, b)| read_placed(ctx, s, b)).collect();
     let events: Vec<(&Envelope, &Seal)> = read.iter().filter_map(|r| r.as_ref().ok().map(|(env, seal)| (env, seal))).collect();
     let mut sealed = provenance::Sealed::many(&ctx.provenance, &events).into_iter();
     read.into_iter()
         .map(|r| match r {
             Ok((env, _)) => Prepared(Early::Ready { env: Box::new(env), sealed: Ok(sealed.next().expect("one per event")) }),
-            Err(parked) => parked,
+            Err(parked) => *parked,
         })
         .collect()
 }
 
 /// A message decoded and placed (its subject, town, ward and seq checked),
 /// or why it is parked whatever the store holds.
-fn read_placed(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Result<(Envelope, Seal), Prepared> {
+fn read_placed(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Result<(Envelope, Seal), Box<Prepared>> {
     let park = |ward: Option<&str>, env: Option<&Envelope>, reason: String| {
-        Err(Prepared(Early::Park { ward: ward.map(Into::into), seq: env.map(|e| e.seq), event_id: env.map(|e| e.id), reason }))
+        Err(Box::new(Prepared(Early::Park { ward: ward.map(Into::into), seq: env.map(|e| e.seq), event_id: env.map(|e| e.id), reason })))
     };
     let (path, kind) = match subject::parse_event_subject(subject_str) {
         Ok(x) => x,

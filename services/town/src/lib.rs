@@ -24,6 +24,7 @@ pub mod consumer;
 pub mod deadletter;
 pub mod fold;
 pub mod forwarder;
+pub mod heap;
 pub mod http;
 pub mod keys;
 pub mod kv;

@@ -1,0 +1,45 @@
+//! Giving the heap's free memory back to the operating system.
+//!
+//! Applying a stream allocates and frees a batch's worth of small buffers
+//! on several threads (the preparation threads decode, the fold frees);
+//! glibc keeps what was freed in its per-thread arenas, so the town's
+//! resident memory grew with the stream it had applied (BENCHMARKS.md:
+//! "Town memory"). [`release_free`] asks glibc to return free pages
+//! (`malloc_trim(0)`: the top of each heap, and whole free pages inside
+//! them through `madvise`). The consumer calls it after a committed batch,
+//! at most every [`EVERY`], on the blocking thread that committed: it walks
+//! the free lists, which costs a few percent of the apply's CPU.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Shortest time between two trims.
+pub const EVERY: Duration = Duration::from_millis(100);
+
+static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Returns the heap's free memory to the system, unless that was done less
+/// than [`EVERY`] ago.
+pub fn release_free() {
+    {
+        let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    trim();
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim() {
+    // SAFETY: malloc_trim only inspects and releases glibc's own free
+    // memory; it is thread-safe and takes no pointer from us.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
