@@ -1,10 +1,27 @@
-//! One open handle on the sled database under the ward log, and the rule
-//! for when it must be replaced.
+//! One open handle on the sled database under the ward log, the order in
+//! which its writers take and insert seqs, and the rule for when it must be
+//! replaced.
 //!
 //! [`LogDb::open`] opens `<data_dir>/wardlog`, checks that it belongs to
-//! this ward, makes whatever sled recovered durable (the previous process
+//! this ward, puts back the `ids` entries of the last events if a crash fell
+//! between an event's two inserts (`repair_ids`; see "Crash behaviour" in
+//! `log.rs`), makes whatever sled recovered durable (the previous process
 //! may have died between an insert and its fsync) and starts the group
-//! commit flusher. [`crate::log::WardLog`] holds one `LogDb` at a time.
+//! commit. [`crate::log::WardLog`] holds one `LogDb` at a time.
+//!
+//! # Seqs: taken in order, signed in parallel, inserted in order
+//!
+//! A writer takes its seqs (and chains its events) under the handle's
+//! [`Sequence`] lock, signs without any lock, then waits for its turn
+//! ([`Slot::wait_turn`]: every seq before its own written) and inserts. No
+//! `.await` lies between taking seqs and inserting, so the writers before
+//! always get there: the wait is a plain condition variable, and lasts no
+//! longer than their signing. When an insert fails (or a writer panics
+//! before its insert), the `Sequence` starts a new *epoch*: the seqs taken
+//! after it are void, their writers get an error without writing anything,
+//! and the next writer takes the failed seq again, chained to the last event
+//! written. So the log never has a gap, and the chain never names an event
+//! that is not there.
 //!
 //! # Storage errors: a handle that met an I/O error is *broken*
 //!
@@ -27,8 +44,10 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard, RwLockReadGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLockReadGuard};
 
+use treem_proto::Envelope;
+use treem_proto::provenance::EventHash;
 use treem_proto::subject::WardPath;
 
 use crate::durable::{SledFiles, available_bytes};
@@ -46,9 +65,110 @@ pub(crate) struct Broken {
     pub(crate) disk_full: bool,
 }
 
-/// An open ward log database: its trees and its flusher.
+/// Where the seqs of a handle stand. Writers take seqs, sign without a lock
+/// and insert in seq order (see `WardLog::write`):
+/// `written ≤ reserved`, and the seqs in between are being signed.
+#[derive(Debug)]
+pub(crate) struct Sequence {
+    /// Every seq ≤ this is in the database (inserted, not always durable yet).
+    pub(crate) written: u64,
+    /// Every seq ≤ this was taken by a writer; the next writer takes the next.
+    pub(crate) reserved: u64,
+    /// The seq and hash of the last event taken: the next event's `prev`.
+    /// `None` when it must be read back from the last stored event (after
+    /// open, and after a failed write).
+    pub(crate) tip: Option<(u64, EventHash)>,
+    /// Bumped by a failed (or abandoned) write: the seqs taken after it, in
+    /// an older epoch, are void and taken again.
+    pub(crate) epoch: u64,
+    /// The last seq and hash of the writer inserting now, if one is.
+    inserting: Option<(u64, Option<EventHash>)>,
+}
+
+impl Sequence {
+    /// Voids every seq taken after those written or being inserted: their
+    /// writers write nothing, and the next writer takes them again.
+    fn void(&mut self) {
+        self.epoch += 1;
+        (self.reserved, self.tip) = match self.inserting {
+            Some((last, hash)) => (last, hash.map(|h| (last, h))),
+            None => (self.written, None),
+        };
+    }
+}
+
+/// The seqs one writer took, from `first` to `last`, with each event's
+/// `prev`. Dropping it before [`Slot::finish`] (a panic while signing)
+/// voids it and the seqs after it, so no writer waits for ever.
+pub(crate) struct Slot<'a> {
+    pub(crate) db: &'a LogDb,
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+    pub(crate) epoch: u64,
+    /// The `prev` of each event, in order.
+    pub(crate) links: Vec<Option<EventHash>>,
+    /// The hash of the last event.
+    pub(crate) hash: Option<EventHash>,
+    pub(crate) done: bool,
+}
+
+impl Slot<'_> {
+    /// Waits until every seq before `first` is written (the writers before
+    /// are signing or inserting: no `.await` lies between their taking the
+    /// seqs and their insert, so they always get there). `Err` when a write
+    /// before failed: the slot is void.
+    pub(crate) fn wait_turn(&mut self) -> Result<(), ()> {
+        let mut sq = self.db.sequence();
+        loop {
+            if sq.epoch != self.epoch {
+                self.done = true;
+                return Err(());
+            }
+            if sq.written + 1 == self.first {
+                sq.inserting = Some((self.last, self.hash));
+                return Ok(());
+            }
+            sq = self.db.turn.wait(sq).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Notes the outcome of the insert and lets the next writer go.
+    pub(crate) fn finish(&mut self, written: bool) {
+        self.done = true;
+        let mut sq = self.db.sequence();
+        sq.inserting = None;
+        if written {
+            sq.written = self.last;
+            sq.reserved = sq.reserved.max(self.last);
+            self.db.commit.written(self.last);
+        } else if sq.epoch == self.epoch {
+            sq.void();
+        }
+        drop(sq);
+        self.db.turn.notify_all();
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut sq = self.db.sequence();
+            if sq.inserting.is_some_and(|(last, _)| last == self.last) {
+                sq.inserting = None;
+            }
+            if sq.epoch == self.epoch {
+                sq.void();
+            }
+            drop(sq);
+            self.db.turn.notify_all();
+        }
+    }
+}
+
+/// An open ward log database: its trees and its group commit.
 pub(crate) struct LogDb {
-    /// Dropped first: joining the flusher releases its clone of the database.
+    /// Dropped first: its last flush runs before the trees go, and it
+    /// releases its clone of the database.
     pub(crate) commit: GroupCommit,
     pub(crate) log: sled::Tree,
     pub(crate) ids: sled::Tree,
@@ -60,6 +180,9 @@ pub(crate) struct LogDb {
     pub(crate) last_seq: u64,
     /// Set by the first failed write; a failed flush counts too (`commit`).
     broken: Mutex<Option<Broken>>,
+    /// The seqs of this handle; `turn` wakes the writers waiting to insert.
+    seq: Mutex<Sequence>,
+    turn: Condvar,
 }
 
 pub(crate) fn ward_key(w: &WardPath) -> String {
@@ -72,6 +195,33 @@ pub(crate) fn seq_of(bytes: &[u8]) -> u64 {
     let n = bytes.len().min(8);
     b[..n].copy_from_slice(&bytes[..n]);
     u64::from_be_bytes(b)
+}
+
+/// Puts back the `ids` entries of the last events that a crash lost: a
+/// single event is written as two plain inserts, `log` then `ids` (see
+/// "Crash behaviour" in `log.rs`), and sled recovers a prefix of its writes,
+/// so only the last events can lack theirs. Walks back from the end of the
+/// log to the first event whose entry is there. The flush at open makes the
+/// repair durable.
+fn repair_ids(log: &sled::Tree, ids: &sled::Tree) -> Result<(), LogError> {
+    let storage = |action: &'static str| move |e: sled::Error| LogError::Storage { action, detail: e.to_string() };
+    for item in log.iter().rev() {
+        let (key, bytes) = item.map_err(storage("read"))?;
+        let seq = seq_of(&key);
+        let id = match Envelope::decode(&bytes) {
+            Ok(env) => env.id,
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "cannot read the last event of the ward log to check its id entry");
+                return Ok(());
+            }
+        };
+        if ids.get(id.as_bytes()).map_err(storage("read"))?.is_some_and(|s| seq_of(&s) == seq) {
+            return Ok(());
+        }
+        ids.insert(&id.as_bytes()[..], &key[..]).map_err(storage("write"))?;
+        tracing::warn!(seq, %id, "restored the id entry of an event written just before a crash");
+    }
+    Ok(())
 }
 
 impl LogDb {
@@ -103,6 +253,7 @@ impl LogDb {
         }
 
         let last_seq = log.last().map_err(storage("read"))?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
+        repair_ids(&log, &ids)?;
         // Whatever sled recovered may still sit only in the page cache (the
         // previous process died between insert and fsync): make it durable
         // before anyone reads it.
@@ -115,9 +266,24 @@ impl LogDb {
                 LogError::NotDurable(e.to_string())
             }
         })?;
-        let commit = GroupCommit::start(format!("ward-log-flusher-{}", ward.ward), db.clone(), files, last_seq)
-            .map_err(|e| LogError::Storage { action: "start the flusher of", detail: e.to_string() })?;
-        Ok(LogDb { commit, log, ids, meta, identity, consent, last_seq, broken: Mutex::new(None) })
+        let commit = GroupCommit::start(db.clone(), files, last_seq);
+        Ok(LogDb {
+            commit,
+            log,
+            ids,
+            meta,
+            identity,
+            consent,
+            last_seq,
+            broken: Mutex::new(None),
+            seq: Mutex::new(Sequence { written: last_seq, reserved: last_seq, tip: None, epoch: 0, inserting: None }),
+            turn: Condvar::new(),
+        })
+    }
+
+    /// The seqs of this handle.
+    pub(crate) fn sequence(&self) -> MutexGuard<'_, Sequence> {
+        self.seq.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Why this handle may no longer be written to, if it may not.
@@ -143,12 +309,8 @@ impl LogDb {
 }
 
 /// How [`WardLog`] uses, checks and replaces its handle. Lock order:
-/// `next_seq`, then `db`; no guard is held across an `.await`.
+/// `reopening`, then `db`; no guard is held across an `.await`.
 impl WardLog {
-    pub(crate) fn lock_next(&self) -> MutexGuard<'_, u64> {
-        self.inner.next_seq.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     pub(crate) fn read_guard(&self) -> RwLockReadGuard<'_, Option<LogDb>> {
         self.inner.db.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -166,9 +328,7 @@ impl WardLog {
                 return f(db);
             }
         }
-        let mut next = self.lock_next();
-        drop(self.writable(&mut next)?);
-        drop(next);
+        drop(self.writable()?);
         let guard = self.read_guard();
         f(guard.as_ref().ok_or_else(|| self.closed())?)
     }
@@ -176,29 +336,32 @@ impl WardLog {
     /// Runs `f` on a database that may be written to (reopening a broken
     /// one when it can), for writes outside [`WardLog::append`].
     pub(crate) fn with_writable_db<R>(&self, f: impl FnOnce(&LogDb) -> Result<R, LogError>) -> Result<R, LogError> {
-        let mut next = self.lock_next();
-        let guard = self.writable(&mut next)?;
-        drop(next);
+        let guard = self.writable()?;
         f(guard.as_ref().ok_or_else(|| self.closed())?)
     }
 
     /// A read guard on a database that is not broken, reopening the
     /// directory first if the handle is broken (or missing) and the disk
-    /// has room. Called with `next_seq` locked, which a reopen resets.
-    pub(crate) fn writable(&self, next: &mut u64) -> Result<RwLockReadGuard<'_, Option<LogDb>>, LogError> {
+    /// has room. The reopen waits for the writers in flight (they hold read
+    /// guards) and gives a fresh `Sequence`, starting after the last event
+    /// the reopened database holds.
+    pub(crate) fn writable(&self) -> Result<RwLockReadGuard<'_, Option<LogDb>>, LogError> {
         {
             let guard = self.read_guard();
             if guard.as_ref().is_some_and(|db| db.broken().is_none()) {
                 return Ok(guard);
             }
         }
-        self.reopen(next)?;
-        Ok(self.read_guard())
+        let reopening = self.inner.reopening.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.reopen()?;
+        let guard = self.read_guard();
+        drop(reopening);
+        Ok(guard)
     }
 
     /// Replaces a broken (or missing) handle by a freshly opened one, if the
     /// disk has room; otherwise refuses with [`LogError::DiskFull`].
-    fn reopen(&self, next: &mut u64) -> Result<(), LogError> {
+    fn reopen(&self) -> Result<(), LogError> {
         let inner = &self.inner;
         let mut guard = inner.db.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let broken = match guard.as_ref() {
@@ -217,7 +380,7 @@ impl WardLog {
         }
         if let Some(old) = guard.take() {
             inner.last_durable.store(old.commit.durable_seq(), Ordering::SeqCst);
-            // Joins the flusher and releases sled's lock on the directory.
+            // A last flush, then sled's lock on the directory is released.
             drop(old);
         }
         let db = LogDb::open(&inner.data_dir, &inner.dir, &inner.ward).inspect_err(|e| {
@@ -230,7 +393,6 @@ impl WardLog {
             after = %broken.map(|b| b.detail).unwrap_or_else(|| "a failed reopen".into()),
             "ward log reopened after a storage error; recording again"
         );
-        *next = db.last_seq + 1;
         inner.last_durable.store(db.last_seq, Ordering::SeqCst);
         *guard = Some(db);
         Ok(())
@@ -261,5 +423,64 @@ impl WardLog {
         } else {
             LogError::Storage { action, detail: e.to_string() }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ward() -> WardPath {
+        WardPath { province: "70".into(), town: "690".into(), ward: "25320".into() }
+    }
+
+    /// Takes `n` seqs the way `WardLog::write` does.
+    fn take(db: &LogDb, n: u64) -> Slot<'_> {
+        let mut sq = db.sequence();
+        let first = sq.reserved + 1;
+        sq.reserved += n;
+        Slot { db, first, last: sq.reserved, epoch: sq.epoch, links: Vec::new(), hash: None, done: false }
+    }
+
+    #[test]
+    fn a_failed_insert_voids_the_seqs_taken_after_it_and_they_are_taken_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path(), &dir.path().join("wardlog"), &ward()).unwrap();
+        let mut a = take(&db, 1);
+        let mut b = take(&db, 2);
+        assert_eq!((a.first, b.first, b.last), (1, 2, 3));
+        // `b` signed first: it waits for `a`, on another thread.
+        let waiter = std::thread::scope(|s| {
+            let waiter = s.spawn(move || b.wait_turn());
+            a.wait_turn().unwrap();
+            a.finish(false);
+            waiter.join().unwrap()
+        });
+        assert_eq!(waiter, Err(()), "a writer after a failed one writes nothing");
+        let mut c = take(&db, 1);
+        assert_eq!(c.first, 1, "the failed seq is taken again");
+        c.wait_turn().unwrap();
+        c.finish(true);
+        let sq = db.sequence();
+        assert_eq!((sq.written, sq.reserved), (1, 1));
+    }
+
+    #[test]
+    fn an_abandoned_slot_lets_the_others_go_and_an_insert_in_flight_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path(), &dir.path().join("wardlog"), &ward()).unwrap();
+        let mut a = take(&db, 1);
+        let b = take(&db, 1);
+        let mut c = take(&db, 1);
+        a.wait_turn().unwrap();
+        // `b` is dropped (a panic while signing) while `a` inserts.
+        drop(b);
+        assert_eq!(c.wait_turn(), Err(()));
+        a.finish(true);
+        let mut d = take(&db, 1);
+        assert_eq!(d.first, 2, "what `a` inserted stays; `b`'s seq is taken again");
+        d.wait_turn().unwrap();
+        d.finish(true);
+        assert_eq!(db.sequence().written, 2);
     }
 }
