@@ -490,7 +490,9 @@ async fn an_offline_ward_beyond_the_dedup_window_catches_up_once() {
         async move {
             let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
             pendings.borrow_mut().push(v["pending"].as_u64()?);
-            (v["pending"] == 0 && v["acked_seq"] == last).then_some(v)
+            // The replicator notes the catch-up's end just after the last
+            // ack: wait for both, not only the ack.
+            (v["pending"] == 0 && v["acked_seq"] == last && v["catch_up"]["finished_at"].is_string()).then_some(v)
         }
     })
     .await;
