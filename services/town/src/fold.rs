@@ -226,7 +226,10 @@ fn read_placed(ctx: &Ctx, subject_str: &str, bytes: &[u8]) -> Result<(Envelope, 
 /// in force when this is called are the batch's (`WardKeys::refresh` runs
 /// between batches, never during one).
 pub fn prepare_batch(ctx: &Ctx, messages: &[(&str, &[u8])]) -> Vec<Prepared> {
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    // Asked once: the answer reads cgroup files, which showed in profiles
+    // when asked for every small batch of a live town.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
     prepare_on(ctx, messages, cores.min(messages.len() / PREPARE_MIN_PER_THREAD))
 }
 

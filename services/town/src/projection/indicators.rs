@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use treem_proto::catalogue::{Catalogue, Method};
-use treem_proto::event::PopulationGroup;
+use treem_proto::event::{FIRST_YEAR, PopulationGroup};
 use treem_proto::judge::{self, Fraction, IndicatorProgress};
 
 use crate::fold::{self, Observation};
@@ -60,22 +60,16 @@ pub fn case_counts(kv: &impl KvScan, year: u16) -> BTreeMap<(String, String), (u
 }
 
 /// Whether `ward` held `recognition` in `year`; `None` if it never reported it by then.
+/// The newest report of the latest year up to `year` decides: its key is the
+/// last under that year's prefix (seq big-endian), so each year is one
+/// lookup from the end, never a scan of every report the ward made.
 fn recognised(kv: &impl KvScan, ward: &str, recognition: &str, year: u16) -> Option<bool> {
     let prefix = format!("fact/{}", fold::rec_fact_prefix(ward, recognition));
-    let mut best: Option<((u16, u64), bool)> = None;
-    for (k, v) in kv.scan_prefix(prefix.as_bytes()) {
-        let seq = keys::trailing_u64(&k);
-        let rest = &k[prefix.len()..k.len() - 9];
-        let Some(y) = std::str::from_utf8(rest).ok().and_then(|s| s.parse::<u16>().ok()) else { continue };
-        if y > year {
-            continue;
-        }
-        let granted: bool = serde_json::from_slice(&v).unwrap_or(false);
-        if best.is_none_or(|(b, _)| (y, seq) > b) {
-            best = Some(((y, seq), granted));
-        }
-    }
-    best.map(|(_, g)| g)
+    // Events outside the plan's years are refused, so no report is older.
+    (FIRST_YEAR..=year)
+        .rev()
+        .find_map(|y| kv.last_with_prefix(format!("{prefix}{y}/").as_bytes()))
+        .map(|v| serde_json::from_slice(&v).unwrap_or(false))
 }
 
 /// Every indicator's figures for `year` over `wards` (the town's wards).
@@ -176,5 +170,49 @@ impl FiguresCache {
         let f = Arc::new(figures(&store.tree, catalogue, wards, year));
         *guard = Some((generation, f.clone()));
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Kv, MemKv};
+
+    /// What `recognised` answered before it read one key per year: a scan
+    /// of every report of the ward, the highest (year, seq) up to `year`.
+    fn by_scan(kv: &MemKv, ward: &str, recognition: &str, year: u16) -> Option<bool> {
+        let prefix = format!("fact/{}", fold::rec_fact_prefix(ward, recognition));
+        let mut best: Option<((u16, u64), bool)> = None;
+        for (k, v) in kv.scan_prefix(prefix.as_bytes()) {
+            let seq = keys::trailing_u64(&k);
+            let y: u16 = std::str::from_utf8(&k[prefix.len()..k.len() - 9]).unwrap().parse().unwrap();
+            if y <= year && best.is_none_or(|(b, _)| (y, seq) > b) {
+                best = Some(((y, seq), serde_json::from_slice(&v).unwrap()));
+            }
+        }
+        best.map(|(_, g)| g)
+    }
+
+    #[test]
+    fn a_recognition_is_the_newest_report_of_the_latest_year_up_to_the_one_asked() {
+        let mut state = 7u64;
+        let mut next = |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        for round in 0..40 {
+            let mut kv = MemKv::default();
+            for _ in 0..next(25) {
+                let (ward, rec) = (["25320", "25324"][next(2) as usize], ["a", "b"][next(2) as usize]);
+                let year = treem_proto::event::FIRST_YEAR + next(10) as u16;
+                let fact = format!("{}{year}", fold::rec_fact_prefix(ward, rec));
+                kv.put(keys::fact(&fact, 1 + next(500)), serde_json::to_vec(&(next(2) == 1)).unwrap());
+            }
+            for year in treem_proto::event::FIRST_YEAR..=treem_proto::event::LAST_YEAR {
+                for (ward, rec) in [("25320", "a"), ("25320", "b"), ("25324", "a"), ("25336", "a")] {
+                    assert_eq!(recognised(&kv, ward, rec, year), by_scan(&kv, ward, rec, year), "round {round}, {ward} {rec} {year}");
+                }
+            }
+        }
     }
 }
