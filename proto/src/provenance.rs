@@ -252,9 +252,18 @@ impl SigningKey {
         env.prev = prev.map(|h| h.to_hex());
         env.sig = None;
         let seal = Seal::of_envelope(env);
+        self.sign_sealed(env, &seal);
+        seal.hash
+    }
+
+    /// Signs `env`, already chained (`prev` set, no `sig`) and sealed as it
+    /// is in `seal` ([`Seal::of_envelope`]): sets `env.sig`. For a writer that
+    /// sealed the event earlier to chain the next one (the ward log), so the
+    /// signing bytes are not computed twice.
+    pub fn sign_sealed(&self, env: &mut Envelope, seal: &Seal) {
+        debug_assert!(env.sig.is_none(), "an event is sealed and signed without its signature");
         let signature = self.0.sign(&seal.signing_bytes);
         env.sig = Some(Sig { key_id: self.key_id(), signature: hex(&signature.to_bytes()) });
-        seal.hash
     }
 }
 

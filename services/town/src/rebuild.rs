@@ -13,7 +13,7 @@ use treem_proto::event::{FIRST_YEAR, LAST_YEAR};
 
 use crate::fold::Ctx;
 use crate::projection::{cases, indicators};
-use crate::store::{self, PreparedBatch, TownStore};
+use crate::store::{self, TownStore};
 use crate::{config::Config, keys, stream};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,19 +74,11 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
     let fetcher = tokio::spawn(fetch_all(consumer, config.batch_size, last, tx));
     let mut read = 0u64;
     let result = async {
-        let mut pending: Option<(Batch, PreparedBatch)> = None;
-        loop {
+        let Some(first) = batches.recv().await.transpose()? else { return Ok(()) };
+        let prepared = store::prepare_batch(ctx, &first);
+        let mut pending = Some((first, prepared));
+        while let Some((input, prepared)) = pending.take() {
             let next = batches.recv().await.transpose()?;
-            let Some((input, prepared)) = pending.take() else {
-                match next {
-                    Some(first) => {
-                        let prepared = store::prepare_batch(ctx, &first);
-                        pending = Some((first, prepared));
-                        continue;
-                    }
-                    None => break,
-                }
-            };
             read += input.len() as u64;
             let next_prepared = std::thread::scope(|s| {
                 let preparing = next.as_ref().map(|n| s.spawn(|| store::prepare_batch(ctx, n)));
@@ -94,10 +86,7 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
                 let next_prepared = preparing.map(|p| p.join().expect("a batch's preparation does not panic"));
                 committed.map(|_| next_prepared)
             })?;
-            match next.zip(next_prepared) {
-                Some(ready) => pending = Some(ready),
-                None => break,
-            }
+            pending = next.zip(next_prepared);
         }
         Ok::<(), RebuildError>(())
     }

@@ -453,11 +453,11 @@ impl WardLog {
         let guard = self.writable()?;
         let db = guard.as_ref().ok_or_else(|| self.closed())?;
         // 1. Seqs, links and hashes.
+        let mut seals = Vec::with_capacity(envs.len());
         let mut slot = {
             let mut sq = db.sequence();
             let first = sq.reserved + 1;
             let mut prev = self.tip_at(db, &sq, first - 1)?;
-            let mut links = Vec::with_capacity(envs.len());
             for (i, env) in envs.iter_mut().enumerate() {
                 env.seq = first + i as u64;
                 if exact[i] {
@@ -467,19 +467,19 @@ impl WardLog {
                     }
                 }
                 env.prev = prev.map(|h| h.to_hex());
-                links.push(prev);
-                prev = Some(Seal::of_envelope(env).hash);
+                let seal = Seal::of_envelope(env);
+                prev = Some(seal.hash);
+                seals.push(seal);
             }
             sq.reserved += envs.len() as u64;
             sq.tip = prev.map(|h| (sq.reserved, h));
-            Slot { db, first, last: sq.reserved, epoch: sq.epoch, links, hash: prev, done: false }
+            Slot { db, first, last: sq.reserved, epoch: sq.epoch, hash: prev, done: false }
         };
         // 2. Signatures and bytes.
         let mut rows = Vec::with_capacity(envs.len());
-        let hashes = slot.links.iter().skip(1).copied().chain([slot.hash]);
-        for ((env, prev), chained) in envs.iter_mut().zip(&slot.links).zip(hashes) {
-            let hash = inner.signer.sign(env, *prev);
-            debug_assert_eq!(Some(hash), chained, "the hash chained at seq {} is the signed event's", env.seq);
+        for (env, seal) in envs.iter_mut().zip(&seals) {
+            // Sealed in step 1 exactly as it is now (seq, `prev`, no `sig`).
+            inner.signer.sign_sealed(env, seal);
             let bytes = env.encode();
             debug_assert!(bytes.len() <= MAX_EVENT_BYTES, "checked before the seq was taken");
             rows.push((env.seq.to_be_bytes(), env.id, bytes));

@@ -97,16 +97,14 @@ impl Sequence {
     }
 }
 
-/// The seqs one writer took, from `first` to `last`, with each event's
-/// `prev`. Dropping it before [`Slot::finish`] (a panic while signing)
+/// The seqs one writer took, from `first` to `last`, and the hash of its
+/// last event. Dropping it before [`Slot::finish`] (a panic while signing)
 /// voids it and the seqs after it, so no writer waits for ever.
 pub(crate) struct Slot<'a> {
     pub(crate) db: &'a LogDb,
     pub(crate) first: u64,
     pub(crate) last: u64,
     pub(crate) epoch: u64,
-    /// The `prev` of each event, in order.
-    pub(crate) links: Vec<Option<EventHash>>,
     /// The hash of the last event.
     pub(crate) hash: Option<EventHash>,
     pub(crate) done: bool,
@@ -439,7 +437,7 @@ mod tests {
         let mut sq = db.sequence();
         let first = sq.reserved + 1;
         sq.reserved += n;
-        Slot { db, first, last: sq.reserved, epoch: sq.epoch, links: Vec::new(), hash: None, done: false }
+        Slot { db, first, last: sq.reserved, epoch: sq.epoch, hash: None, done: false }
     }
 
     #[test]
