@@ -118,9 +118,11 @@ async fn session(
         }
         shared.applied_total.fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
         // Acknowledge only after the commit above is durable.
+        let acking = std::time::Instant::now();
         for m in &messages {
             m.ack().await.map_err(|e| format!("ack: {e}"))?;
         }
+        tracing::debug!(messages = messages.len(), ack_us = acking.elapsed().as_micros() as u64, "batch acknowledged");
         shared.applied_notify.notify_waiters();
         if messages.len() < shared.config.batch_size {
             wake.now();

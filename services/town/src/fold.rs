@@ -107,6 +107,16 @@ pub struct EvRecord {
     pub retracted: bool,
 }
 
+/// An [`EvRecord`] written from borrowed parts (the same JSON), so the
+/// event is not copied to be stored.
+#[derive(Serialize)]
+struct EvRecordOf<'a> {
+    ward: &'a str,
+    seq: u64,
+    event: &'a Event,
+    retracted: bool,
+}
+
 /// One pseudonymous case at the town: coarse attributes only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseState {
@@ -130,7 +140,11 @@ pub(crate) fn get_json<T: for<'de> Deserialize<'de>>(kv: &impl Kv, key: &[u8]) -
 }
 
 pub(crate) fn put_json<T: Serialize>(kv: &mut impl Kv, key: Vec<u8>, value: &T) {
-    kv.put(key, serde_json::to_vec(value).expect("state serialises"));
+    // Sized for a typical record up front: growing from empty reallocated
+    // several times per value (a tenth of the fold's time in a profile).
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, value).expect("state serialises");
+    kv.put(key, bytes);
 }
 
 pub(crate) fn get_u64(kv: &impl Kv, key: &[u8]) -> u64 {
@@ -448,8 +462,7 @@ fn effect(kv: &mut impl Kv, env: &Envelope, dirty: &mut Dirty) -> Result<(), Str
         }
         base => {
             apply_base(kv, &env.ward, env.seq, env.id, base, dirty)?;
-            let rec = EvRecord { ward: env.ward.clone(), seq: env.seq, event: base.clone(), retracted: false };
-            put_json(kv, keys::ev(env.id), &rec);
+            put_json(kv, keys::ev(env.id), &EvRecordOf { ward: &env.ward, seq: env.seq, event: base, retracted: false });
         }
     }
     Ok(())
@@ -538,7 +551,7 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
                 supports: BTreeMap::new(),
                 closed: None,
             };
-            contribute(kv, &case, 1, dirty);
+            recount(kv, None, Some(&case), dirty);
             put_json(kv, keys::case(c.case_id), &case);
         }
         Event::CaseSupportRecorded(s) => {
@@ -546,9 +559,9 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
             if s.year < case.year {
                 return Err(format!("support in {} predates case {} opened in {}", s.year, s.case_id, case.year));
             }
-            contribute(kv, &case, -1, dirty);
+            let before = case.clone();
             case.supports.insert(id, s.year);
-            contribute(kv, &case, 1, dirty);
+            recount(kv, Some(&before), Some(&case), dirty);
             put_json(kv, keys::case(s.case_id), &case);
         }
         Event::CaseClosed(c) => {
@@ -559,9 +572,9 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
             if c.year < case.year {
                 return Err(format!("closure in {} predates case {} opened in {}", c.year, c.case_id, case.year));
             }
-            contribute(kv, &case, -1, dirty);
+            let before = case.clone();
             case.closed = Some((id, c.year));
-            contribute(kv, &case, 1, dirty);
+            recount(kv, Some(&before), Some(&case), dirty);
             put_json(kv, keys::case(c.case_id), &case);
         }
         other => return Err(format!("{} cannot be applied as a base event", other.kind())),
@@ -592,9 +605,10 @@ fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
         _ => return,
     };
     let Some(mut case) = get_json::<CaseState>(kv, &keys::case(case_id)) else { return };
-    contribute(kv, &case, -1, dirty);
+    let before = case.clone();
     match &rec.event {
         Event::CaseOpened(_) => {
+            recount(kv, Some(&before), None, dirty);
             kv.del(&keys::case(case_id));
             return;
         }
@@ -606,7 +620,7 @@ fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
         }
         _ => {}
     }
-    contribute(kv, &case, 1, dirty);
+    recount(kv, Some(&before), Some(&case), dirty);
     put_json(kv, keys::case(case_id), &case);
 }
 
@@ -616,19 +630,31 @@ pub fn years_counted(case: &CaseState) -> std::ops::RangeInclusive<u16> {
     if case.category.counts_while_open() { case.year..=case.closed.map(|(_, y)| y).unwrap_or(LAST_YEAR) } else { case.year..=case.year }
 }
 
-/// Adds (`sign` = 1) or removes (-1) a case's counts.
-fn contribute(kv: &mut impl Kv, case: &CaseState, sign: i64, dirty: &mut Dirty) {
-    for y in years_counted(case) {
-        let status = match case.closed {
-            Some((_, closed)) if closed <= y => "closed",
-            _ => "open",
-        };
-        let key = keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status);
-        add_u64(kv, key, sign);
-        let supported = if case.category.counts_while_open() { case.supports.values().any(|&s| s <= y) } else { !case.supports.is_empty() };
-        if supported {
-            add_u64(kv, keys::supported(y, &case.ward, case.category.name()), sign);
+/// Moves a case's counts from what `before` added to what `after` adds
+/// (`None`: nothing): the two summed per count first, so only counts whose
+/// total changes are read and written — a support record mostly changes
+/// none. Every year either counts in is marked dirty.
+fn recount(kv: &mut impl Kv, before: Option<&CaseState>, after: Option<&CaseState>, dirty: &mut Dirty) {
+    let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    for (case, sign) in before.map(|c| (c, -1)).into_iter().chain(after.map(|c| (c, 1))) {
+        for y in years_counted(case) {
+            let status = match case.closed {
+                Some((_, closed)) if closed <= y => "closed",
+                _ => "open",
+            };
+            *deltas.entry(keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status)).or_default() +=
+                sign;
+            let supported =
+                if case.category.counts_while_open() { case.supports.values().any(|&s| s <= y) } else { !case.supports.is_empty() };
+            if supported {
+                *deltas.entry(keys::supported(y, &case.ward, case.category.name())).or_default() += sign;
+            }
+            dirty.insert(y);
         }
-        dirty.insert(y);
+    }
+    for (key, delta) in deltas {
+        if delta != 0 {
+            add_u64(kv, key, delta);
+        }
     }
 }

@@ -130,6 +130,7 @@ impl TownStore {
     /// [`TownStore::apply_batch`] of messages prepared already with [`prepare_batch`]
     /// (the same messages, the same `ctx`).
     pub fn apply_prepared_batch(&self, ctx: &Ctx, messages: &[Input], prepared: PreparedBatch) -> Result<Vec<Outcome>, StoreError> {
+        let started = std::time::Instant::now();
         let mut overlay = Overlay::new(&self.tree);
         let mut dirty = Dirty::new();
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -156,10 +157,20 @@ impl TownStore {
             }
             overlay.put(keys::META_OUTBOX_NEXT.to_vec(), next.to_be_bytes().to_vec());
         }
+        let folded = started.elapsed();
         let batch = overlay.into_batch();
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
         self.generation.fetch_add(1, Ordering::Release);
+        let committed = started.elapsed();
         self.sync()?;
+        let synced = started.elapsed();
+        tracing::debug!(
+            messages = messages.len(),
+            fold_us = folded.as_micros() as u64,
+            commit_us = (committed - folded).as_micros() as u64,
+            sync_us = (synced - committed).as_micros() as u64,
+            "batch applied"
+        );
         for n in parked_before + 1..=parked_after {
             if let Some(p) = self.parked_record(n) {
                 tracing::warn!(parked = n, subject = %p.subject, ward = p.ward, seq = p.seq, reason = %p.reason, "parked a message from the ward stream");

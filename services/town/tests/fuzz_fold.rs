@@ -238,6 +238,39 @@ fn projection(kv: &MemKv) -> Vec<String> {
     out
 }
 
+/// The case counts the fold keeps (`cnt/` and `sup/`).
+fn stored_counts(kv: &MemKv) -> BTreeMap<Vec<u8>, u64> {
+    let mut counts = BTreeMap::new();
+    for prefix in [&b"cnt/"[..], b"sup/"] {
+        for (k, v) in kv.scan_prefix(prefix) {
+            counts.insert(k, keys::u64_of(&v));
+        }
+    }
+    counts
+}
+
+/// The case counts recomputed from scratch from the cases held (`case/`):
+/// each case counts once in every year it counts in, as open or as closed
+/// by then, and as supported when a support in force dates from that year
+/// or before (a state), or at all (an incident). No count is kept at zero.
+fn counts_of_cases(kv: &MemKv) -> BTreeMap<Vec<u8>, u64> {
+    let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for (_, v) in kv.scan_prefix(b"case/") {
+        let case: fold::CaseState = serde_json::from_slice(&v).expect("a stored case reads");
+        for y in fold::years_counted(&case) {
+            let status = if case.closed.is_some_and(|(_, closed)| closed <= y) { "closed" } else { "open" };
+            *counts.entry(keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status)).or_default() +=
+                1;
+            let supported =
+                if case.category.counts_while_open() { case.supports.values().any(|&s| s <= y) } else { !case.supports.is_empty() };
+            if supported {
+                *counts.entry(keys::supported(y, &case.ward, case.category.name())).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
 fn parked(kv: &MemKv) -> usize {
     kv.scan_prefix(keys::PARKED_PREFIX).len()
 }
@@ -308,6 +341,8 @@ proptest! {
         let mut expected = MemKv::default();
         deliver(&mut expected, &ctx, &in_order)?;
         let parked_in_order = parked(&expected);
+        // (whose case counts are exactly those of the cases it holds),
+        prop_assert_eq!(stored_counts(&expected), counts_of_cases(&expected));
 
         // when they arrive shuffled, some twice, with garbage among them,
         let mut schedule = in_order.clone();
