@@ -13,7 +13,8 @@
 //! | `cnt/<year>/<ward>/<category>/<sex>/<band>/<status>` | u64 BE | cases counted in the year |
 //! | `sup/<year>/<ward>/<category>` | u64 BE | of those, cases with support |
 //! | `parked/<n BE>` | JSON [`Parked`](crate::parked::Parked) | refused messages with the reason, the exact bytes and, once replayed, when and what came of it |
-//! | `chain/<ward>/<seq BE>` | 32 bytes | hash of the ward's event taken at `seq` (applied or consumed), its successor's `prev` ([`crate::provenance`]) |
+//! | `chain64/<ward>/<seq / 64 BE>` | up to 64 × 32 bytes | hashes of the ward's events taken (applied or consumed), slot `seq % 64`, each its successor's `prev` ([`crate::provenance`]) |
+//! | `chain/<ward>/<seq BE>` | 32 bytes | the same, one per seq, in stores written before `chain64/` (read, never written) |
 //! | `rid/<event id 16 bytes>` | u64 BE `n` | an event applied by replaying `parked/<n>`: a second copy is a duplicate |
 //! | `out/<n BE>` | u16 BE year | outbox: years whose figures changed, to forward |
 //! | `meta/<name>` | varies | counters (`outbox_next`, `parked_next`, `stream_seq`, `deadletter_published`) |

@@ -54,9 +54,16 @@
 //!
 //! # Store keys
 //!
-//! `chain/<ward>/<seq BE>` → the 32-byte hash of the event the town took at
-//! that seq (applied, or consumed and parked by the rules), written in the
-//! same atomic batch as the ward's position.
+//! The 32-byte hash of the event the town took at each seq (applied, or
+//! consumed and parked by the rules), written in the same atomic batch as
+//! the ward's position, 64 seqs to a record: `chain64/<ward>/<seq / 64 BE>`
+//! holds slot `seq % 64` at bytes `32 × slot`, the record as long as its
+//! highest slot filled, a slot of zeros empty. One record per ward and 64
+//! seqs instead of one per event: each insert costs sled a copy of the
+//! whole leaf it lands in, and the chain was a third of the town's inserts
+//! (BENCHMARKS.md). Stores written before keep `chain/<ward>/<seq BE>` → one
+//! hash; [`recorded`] reads those where the new record has no slot, so
+//! nothing needs migrating.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -227,21 +234,44 @@ impl WardKeys {
     }
 }
 
-/// The store key of the hash of `ward`'s event at `seq`.
+/// Hashes per `chain64/` record (module doc, "Store keys").
+const CHAIN_SLOTS: u64 = 64;
+const HASH_LEN: usize = 32;
+
+/// The store key of the hash of `ward`'s event at `seq` in stores written
+/// before hashes were kept 64 to a record (read only).
 pub fn chain_key(ward: &str, seq: u64) -> Vec<u8> {
     let mut k = format!("chain/{ward}/").into_bytes();
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
+/// The key of the record holding the hash of `ward`'s event at `seq`, and its slot there.
+fn chain_record(ward: &str, seq: u64) -> (Vec<u8>, usize) {
+    let mut k = format!("chain64/{ward}/").into_bytes();
+    k.extend_from_slice(&(seq / CHAIN_SLOTS).to_be_bytes());
+    (k, (seq % CHAIN_SLOTS) as usize * HASH_LEN)
+}
+
 /// The hash the town recorded for `ward`'s event at `seq`, if any.
 pub fn recorded(kv: &impl Kv, ward: &str, seq: u64) -> Option<EventHash> {
-    kv.get(&chain_key(ward, seq)).and_then(|v| v.try_into().ok()).map(EventHash)
+    let (key, at) = chain_record(ward, seq);
+    let slot = kv.get(&key).and_then(|v| v.get(at..at + HASH_LEN).and_then(|h| <[u8; HASH_LEN]>::try_from(h).ok()));
+    match slot {
+        Some(h) if h != [0; HASH_LEN] => Some(EventHash(h)),
+        _ => kv.get(&chain_key(ward, seq)).and_then(|v| v.try_into().ok()).map(EventHash),
+    }
 }
 
 /// Records the hash of the event the town took at `seq`.
 pub(crate) fn record(kv: &mut impl Kv, ward: &str, seq: u64, hash: EventHash) {
-    kv.put(chain_key(ward, seq), hash.0.to_vec());
+    let (key, at) = chain_record(ward, seq);
+    let mut hashes = kv.get(&key).unwrap_or_default();
+    if hashes.len() < at + HASH_LEN {
+        hashes.resize(at + HASH_LEN, 0);
+    }
+    hashes[at..at + HASH_LEN].copy_from_slice(&hash.0);
+    kv.put(key, hashes);
 }
 
 /// What [`check`] concluded about an event.
@@ -368,4 +398,51 @@ pub fn write_keys_file(path: &Path, file: &KeysFile) -> Result<(), RegistryError
     }
     std::fs::rename(&tmp, path).map_err(io("replace"))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync the directory of"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemKv;
+
+    fn hash(n: u64) -> EventHash {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&n.to_be_bytes());
+        h[31] = 1;
+        EventHash(h)
+    }
+
+    #[test]
+    fn hashes_kept_64_to_a_record_read_back_across_record_boundaries() {
+        let mut kv = MemKv::default();
+        let seqs = [1u64, 2, 62, 63, 64, 65, 127, 128, 200];
+        for &seq in &seqs {
+            record(&mut kv, "25320", seq, hash(seq));
+        }
+        record(&mut kv, "25324", 2, hash(9999));
+        for seq in 0..=210 {
+            let want = seqs.contains(&seq).then(|| hash(seq));
+            assert_eq!(recorded(&kv, "25320", seq), want, "seq {seq}");
+        }
+        assert_eq!(recorded(&kv, "25324", 2), Some(hash(9999)));
+        assert_eq!(recorded(&kv, "25324", 1), None);
+        // Seqs 0–63, 64–127, 128–191 and 192–255 of the first ward, one record each.
+        assert_eq!(kv.0.keys().filter(|k| k.starts_with(b"chain64/25320/")).count(), 4);
+        assert!(!kv.0.keys().any(|k| k.starts_with(b"chain/")), "the one-per-seq layout is never written");
+    }
+
+    #[test]
+    fn hashes_of_a_store_written_one_per_seq_are_still_read() {
+        let mut kv = MemKv::default();
+        // A store from before `chain64/`: seqs 1–3 one per key.
+        for seq in 1..=3 {
+            kv.0.insert(chain_key("25320", seq), hash(seq).0.to_vec());
+        }
+        // The town, upgraded, takes seq 4 into the new record.
+        record(&mut kv, "25320", 4, hash(4));
+        for seq in 1..=4 {
+            assert_eq!(recorded(&kv, "25320", seq), Some(hash(seq)), "seq {seq}");
+        }
+        assert_eq!(recorded(&kv, "25320", 5), None);
+    }
 }
