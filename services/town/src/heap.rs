@@ -13,13 +13,11 @@
 //! at most every second (apply 15,696/s against 16,160/s), 207 MB at most
 //! every 100 ms (13,801/s) — so once a second.
 //!
-//! Before any thread starts, [`limit_arenas`] caps glibc's arenas at the
-//! core count (at least 2; glibc's default is 8 per core): every blocking
-//! thread that folded or prepared a batch otherwise got an arena of its
-//! own, each keeping freed memory of its own. Measured over a 305,000 event
-//! stream (BENCHMARKS.md): peak 139–157 MB with glibc's default, 94 MB with
-//! 2 arenas, at the same apply rate. An operator's own `MALLOC_ARENA_MAX`
-//! is left as it is.
+//! glibc's arenas (8 per core by default) are left as they are. Capping
+//! them with `MALLOC_ARENA_MAX=2` in the town's environment lowers the
+//! peak further — 142 MB against 163 MB after 1.21 M events — for 11 % of
+//! the apply rate (20,878/s against 23,413/s; BENCHMARKS.md): an operator
+//! short of memory may set it; glibc reads it at start.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -41,29 +39,6 @@ pub fn release_free() {
     }
     trim();
 }
-
-/// Caps the heap's arenas (see the module doc). Call first thing in
-/// `main`, before the runtime's threads exist.
-pub fn limit_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
-    set_arena_max(cores.clamp(2, 8));
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn set_arena_max(arenas: usize) {
-    // SAFETY: mallopt sets one of glibc's allocator parameters; it takes no
-    // pointer and may be called at any time (arenas made already stay).
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_arena_max(_arenas: usize) {}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

@@ -65,13 +65,8 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    // Before the runtime makes its threads (treem_town::heap).
-    treem_town::heap::limit_arenas();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
