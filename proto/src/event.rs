@@ -520,6 +520,26 @@ pub enum DecodeError {
 }
 
 impl Envelope {
+    /// A new envelope of `event`, recorded now by `author` as `ward`'s event
+    /// at `seq`: a fresh UUID v7 id, the current schema, no link to the
+    /// previous event and no signature (the ward log adds both when it
+    /// chains and signs).
+    pub fn new(ward: &crate::subject::WardPath, seq: u64, author: &str, event: Event) -> Envelope {
+        Envelope {
+            id: Uuid::now_v7(),
+            schema: SCHEMA_VERSION,
+            province: ward.province.clone(),
+            town: ward.town.clone(),
+            ward: ward.ward.clone(),
+            seq,
+            recorded_at: Utc::now(),
+            author: author.to_owned(),
+            event,
+            prev: None,
+            sig: None,
+        }
+    }
+
     /// Decodes any supported schema version, upcasting older ones first.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
         if bytes.len() > MAX_EVENT_BYTES {

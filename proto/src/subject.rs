@@ -33,6 +33,12 @@ pub struct WardPath {
     pub ward: String,
 }
 
+impl WardPath {
+    pub fn new(province: &str, town: &str, ward: &str) -> WardPath {
+        WardPath { province: province.into(), town: town.into(), ward: ward.into() }
+    }
+}
+
 pub fn event_subject(env: &Envelope) -> String {
     format!("{PREFIX}.events.{}.{}.{}.{}", env.province, env.town, env.ward, env.event.kind())
 }

@@ -336,9 +336,9 @@ mod tests {
     //! second replay refused, and a replay that still fails changes nothing.
 
     use treem_proto::catalogue::Catalogue;
-    use treem_proto::event::{Event, IndicatorObserved, SCHEMA_VERSION};
+    use treem_proto::event::{Event, IndicatorObserved};
     use treem_proto::hierarchy::Hierarchy;
-    use uuid::Uuid;
+    use treem_proto::subject::WardPath;
 
     use super::*;
     use crate::kv::{KvScan, MemKv};
@@ -370,25 +370,18 @@ mod tests {
     }
 
     fn env(ward: &str, seq: u64, code: &str, numerator: u64) -> Envelope {
-        Envelope {
-            id: Uuid::now_v7(),
-            schema: SCHEMA_VERSION,
-            province: "70".into(),
-            town: "690".into(),
-            ward: ward.into(),
+        Envelope::new(
+            &WardPath::new("70", "690", ward),
             seq,
-            recorded_at: chrono::Utc::now(),
-            author: "test".into(),
-            event: Event::IndicatorObserved(IndicatorObserved {
+            "test",
+            Event::IndicatorObserved(IndicatorObserved {
                 indicator: code.into(),
                 year: 2024,
                 numerator,
                 denominator: Some(1000),
                 source: "health_centre".into(),
             }),
-            prev: None,
-            sig: None,
-        }
+        )
     }
 
     fn feed(kv: &mut MemKv, ctx: &Ctx, e: &Envelope) -> Outcome {

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
-use treem_proto::subject;
+use treem_proto::subject::{self, WardPath};
 use treem_town::fold::Ctx;
 use treem_town::projection::indicators::{self, FiguresCache};
 use treem_town::store::TownStore;
-use uuid::Uuid;
 
 fn ctx() -> Ctx {
     Ctx {
@@ -28,25 +27,18 @@ fn wards() -> Vec<String> {
 }
 
 fn message(ward: &str, seq: u64, numerator: u64) -> (String, Vec<u8>, u64) {
-    let env = Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: ward.into(),
+    let env = Envelope::new(
+        &WardPath::new("70", "690", ward),
         seq,
-        recorded_at: chrono::Utc::now(),
-        author: "test".into(),
-        event: Event::IndicatorObserved(IndicatorObserved {
+        "test",
+        Event::IndicatorObserved(IndicatorObserved {
             indicator: "4a".into(),
             year: 2025,
             numerator,
             denominator: Some(1000),
             source: "health_centre".into(),
         }),
-        prev: None,
-        sig: None,
-    };
+    );
     (subject::event_subject(&env), env.encode(), seq)
 }
 

@@ -7,7 +7,7 @@ use treem_proto::catalogue::Catalogue;
 use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
 use treem_proto::judge::Fraction;
-use treem_proto::subject;
+use treem_proto::subject::{self, WardPath};
 use treem_town::fold::{self, Ctx, Dirty, Outcome};
 use treem_town::kv::MemKv;
 use treem_town::projection::{cases, indicators};
@@ -31,19 +31,7 @@ fn wards() -> Vec<String> {
 }
 
 fn env(ward: &str, seq: u64, event: Event) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: ward.into(),
-        seq,
-        recorded_at: chrono::Utc::now(),
-        author: "test".into(),
-        event,
-        prev: None,
-        sig: None,
-    }
+    Envelope::new(&WardPath::new("70", "690", ward), seq, "test", event)
 }
 
 fn apply(kv: &mut MemKv, e: &Envelope) -> Outcome {

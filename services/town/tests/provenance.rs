@@ -15,13 +15,12 @@ use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
 use treem_proto::judge::Fraction;
 use treem_proto::provenance::{KeyRing, RegisteredKey, Seal, SigningKey};
-use treem_proto::subject;
+use treem_proto::subject::{self, WardPath};
 use treem_town::fold::{self, Ctx, Dirty, Outcome, Parked};
 use treem_town::kv::{KvScan, MemKv};
 use treem_town::projection::{indicators, sync};
 use treem_town::provenance::{WardKeys, recorded};
 use treem_town::replay::{self, ReplayCommand, ReplayOutcome};
-use uuid::Uuid;
 
 const WARD: &str = "25320";
 
@@ -51,25 +50,18 @@ fn town() -> Ctx {
 }
 
 fn observation(ward: &str, seq: u64, numerator: u64) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: ward.into(),
+    Envelope::new(
+        &WardPath::new("70", "690", ward),
         seq,
-        recorded_at: chrono::Utc::now(),
-        author: "test".into(),
-        event: Event::IndicatorObserved(IndicatorObserved {
+        "test",
+        Event::IndicatorObserved(IndicatorObserved {
             indicator: "2".into(),
             year: 2024,
             numerator,
             denominator: Some(1000),
             source: "health_centre".into(),
         }),
-        prev: None,
-        sig: None,
-    }
+    )
 }
 
 /// A ward's log: seqs 1..=n, numerator = 10·seq, signed by `signer(seq)` and chained.

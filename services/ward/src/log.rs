@@ -120,13 +120,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::Notify;
 use treem_proto::Envelope;
 use treem_proto::catalogue::Catalogue;
-use treem_proto::event::{Event, EventError, MAX_EVENT_BYTES, SCHEMA_VERSION};
+use treem_proto::event::{Event, EventError, MAX_EVENT_BYTES};
 use treem_proto::provenance::{EventHash, Seal, Sig, SigningKey};
 use treem_proto::subject::WardPath;
 use uuid::Uuid;
@@ -423,22 +422,8 @@ impl WardLog {
         identity: Option<(Uuid, Vec<u8>)>,
     ) -> Result<(Vec<Envelope>, impl std::future::Future<Output = Result<(), FlushFailure>> + use<>), LogError> {
         let inner = &self.inner;
-        let mut envs: Vec<Envelope> = events
-            .into_iter()
-            .map(|event| Envelope {
-                id: Uuid::now_v7(),
-                schema: SCHEMA_VERSION,
-                province: inner.ward.province.clone(),
-                town: inner.ward.town.clone(),
-                ward: inner.ward.ward.clone(),
-                seq: 0,
-                recorded_at: Utc::now(),
-                author: author.to_owned(),
-                event,
-                prev: None,
-                sig: None,
-            })
-            .collect();
+        // Seq 0 until the seqs are taken (step 1).
+        let mut envs: Vec<Envelope> = events.into_iter().map(|event| Envelope::new(&inner.ward, 0, author, event)).collect();
         // The size each event will have once signed, at the largest seq: when
         // that fits, the event fits; when not, it is checked at its own seq.
         let mut size = identity.as_ref().map_or(0, |(_, p)| p.len() + 32);

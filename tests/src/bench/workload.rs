@@ -25,7 +25,7 @@ use treem_proto::Envelope;
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::{
     CaseCategory, CaseClosed, CaseOpened, CaseSupportRecorded, Event, IndicatorObserved, PopulationGroup, PopulationReported, Recognition,
-    SCHEMA_VERSION, Sex, WardRecognised,
+    Sex, WardRecognised,
 };
 use treem_proto::subject::WardPath;
 use treem_ward::WardLog;
@@ -201,19 +201,7 @@ pub fn observed(code: &str, numerator: u64) -> Event {
 /// The envelope a ward would write for `event` at `seq` (the scale
 /// simulation publishes these without a ward log).
 pub fn envelope(ward: &WardPath, seq: u64, recorded_at: DateTime<Utc>, event: Event) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: ward.province.clone(),
-        town: ward.town.clone(),
-        ward: ward.ward.clone(),
-        seq,
-        recorded_at,
-        author: AUTHOR.into(),
-        event,
-        prev: None,
-        sig: None,
-    }
+    Envelope { recorded_at, ..Envelope::new(ward, seq, AUTHOR, event) }
 }
 
 /// Records `events` events of the mix in the ward log under `data_dir`

@@ -10,33 +10,25 @@ use std::collections::BTreeMap;
 use async_nats::jetstream;
 use bytes::Bytes;
 use serde_json::Value;
-use treem_proto::event::{Envelope, Event, IndicatorObserved, SCHEMA_VERSION};
-use treem_proto::subject;
+use treem_proto::event::{Envelope, Event, IndicatorObserved};
+use treem_proto::subject::{self, WardPath};
 use treem_tests::wait_for;
-use uuid::Uuid;
 
 use crate::system::{System, WAIT, WARDS};
 
 fn event(ward: &str, seq: u64, numerator: u64) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: ward.into(),
+    Envelope::new(
+        &WardPath::new("70", "690", ward),
         seq,
-        recorded_at: chrono::Utc::now(),
-        author: "test".into(),
-        event: Event::IndicatorObserved(IndicatorObserved {
+        "test",
+        Event::IndicatorObserved(IndicatorObserved {
             indicator: "2".into(),
             year: 2024,
             numerator,
             denominator: Some(1000),
             source: "health_centre".into(),
         }),
-        prev: None,
-        sig: None,
-    }
+    )
 }
 
 /// Publishes without `Nats-Msg-Id`, so JetStream keeps every copy: only the

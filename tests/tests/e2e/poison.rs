@@ -20,7 +20,7 @@ use tokio::process::Command;
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
-use treem_proto::subject;
+use treem_proto::subject::{self, WardPath};
 use treem_tests::wait_for;
 use uuid::Uuid;
 
@@ -28,19 +28,7 @@ use crate::crash::bin;
 use crate::system::{System, WAIT};
 
 fn envelope(ward: &str, seq: u64, event: Event) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: ward.into(),
-        seq,
-        recorded_at: chrono::Utc::now(),
-        author: "test".into(),
-        event,
-        prev: None,
-        sig: None,
-    }
+    Envelope::new(&WardPath::new("70", "690", ward), seq, "test", event)
 }
 
 fn observed(ward: &str, seq: u64, code: &str, numerator: u64, denominator: u64) -> Envelope {
