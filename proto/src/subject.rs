@@ -34,6 +34,7 @@ pub struct WardPath {
 }
 
 impl WardPath {
+    /// The ward `ward` of town `town` in province `province` (codes).
     pub fn new(province: &str, town: &str, ward: &str) -> WardPath {
         WardPath { province: province.into(), town: town.into(), ward: ward.into() }
     }

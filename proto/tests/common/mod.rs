@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use treem_proto::Envelope;
 use treem_proto::event::{
     AgeBand, CaseCategory, CaseClosed, CaseOpened, CaseSupportRecorded, Event, EventCorrected, EventRetracted, IndicatorObserved,
-    PopulationGroup, PopulationReported, Recognition, SCHEMA_VERSION, Sex, WardRecognised,
+    PopulationGroup, PopulationReported, Recognition, Sex, WardRecognised,
 };
+use treem_proto::subject::WardPath;
 use uuid::Uuid;
 
 pub fn uuid(s: &str) -> Uuid {
@@ -65,19 +66,7 @@ pub fn one_of_each_kind() -> Vec<Event> {
 }
 
 pub fn envelope(seq: u64, event: Event) -> Envelope {
-    Envelope {
-        id: Uuid::now_v7(),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: "25320".into(),
-        seq,
-        recorded_at: Utc::now(),
-        author: "officer-hung-chien".into(),
-        event,
-        prev: None,
-        sig: None,
-    }
+    Envelope::new(&WardPath::new("70", "690", "25320"), seq, "officer-hung-chien", event)
 }
 
 /// Reads a JSON fixture relative to `proto/`.

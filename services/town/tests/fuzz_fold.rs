@@ -22,7 +22,7 @@ use treem_proto::Envelope;
 use treem_proto::catalogue::Catalogue;
 use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
-use treem_proto::subject;
+use treem_proto::subject::{self, WardPath};
 use treem_town::fold::{self, Ctx, Dirty};
 use treem_town::keys;
 use treem_town::kv::{KvScan, MemKv};
@@ -154,16 +154,8 @@ fn history(ward: &str, ops: &[Op], ids: &mut u128) -> Vec<Envelope> {
         events.push((id, event.clone()));
         out.push(Envelope {
             id,
-            schema: SCHEMA_VERSION,
-            province: "70".into(),
-            town: "690".into(),
-            ward: ward.into(),
-            seq: i as u64 + 1,
             recorded_at: "2025-03-01T00:00:00Z".parse().unwrap(),
-            author: "fuzz".into(),
-            event,
-            prev: None,
-            sig: None,
+            ..Envelope::new(&WardPath::new("70", "690", ward), i as u64 + 1, "fuzz", event)
         });
     }
     out

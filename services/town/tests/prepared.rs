@@ -16,7 +16,7 @@ use treem_proto::catalogue::Catalogue;
 use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
 use treem_proto::provenance::{EventHash, KeyRing, RegisteredKey, Seal, SigningKey};
-use treem_proto::subject;
+use treem_proto::subject::{self, WardPath};
 use treem_town::fold::{self, Ctx, Dirty, Outcome};
 use treem_town::kv::MemKv;
 use treem_town::provenance::WardKeys;
@@ -51,18 +51,11 @@ fn ctx() -> Ctx {
 }
 
 fn envelope(ward: &str, seq: u64, id: u128, event: Event) -> Envelope {
+    // A fixed id and time: the same batch in every order folds to the same bytes.
     Envelope {
         id: Uuid::from_u128(id),
-        schema: SCHEMA_VERSION,
-        province: "70".into(),
-        town: "690".into(),
-        ward: ward.into(),
-        seq,
         recorded_at: "2025-03-01T00:00:00Z".parse().unwrap(),
-        author: "test".into(),
-        event,
-        prev: None,
-        sig: None,
+        ..Envelope::new(&WardPath::new("70", "690", ward), seq, "test", event)
     }
 }
 
