@@ -45,6 +45,7 @@ use treem_proto::provenance::Seal;
 use treem_proto::subject;
 use uuid::Uuid;
 
+use crate::evlog;
 use crate::keys;
 use crate::kv::Kv;
 pub use crate::parked::Parked;
@@ -97,7 +98,7 @@ pub struct WardInfo {
     pub provenance_failures: u64,
 }
 
-/// What the town keeps of an applied event.
+/// What the town keeps of an applied event ([`crate::evlog`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvRecord {
     pub ward: String,
@@ -105,16 +106,6 @@ pub struct EvRecord {
     /// The event in force: the original, or its latest correction.
     pub event: Event,
     pub retracted: bool,
-}
-
-/// An [`EvRecord`] written from borrowed parts (the same JSON), so the
-/// event is not copied to be stored.
-#[derive(Serialize)]
-struct EvRecordOf<'a> {
-    ward: &'a str,
-    seq: u64,
-    event: &'a Event,
-    retracted: bool,
 }
 
 /// One pseudonymous case at the town: coarse attributes only.
@@ -391,6 +382,10 @@ pub(crate) fn apply_effect(kv: &mut impl Kv, ctx: &Ctx, env: &Envelope, dirty: &
     effect(&mut scratch, env, &mut local_dirty)?;
     let writes = scratch.into_writes();
     merge(kv, writes);
+    if !matches!(env.event, Event::EventCorrected(_) | Event::EventRetracted(_)) {
+        // Outside the scratch: the ward's open block is appended to in place.
+        evlog::record(kv, &env.ward, env.id, env.seq, &env.event);
+    }
     dirty.extend(local_dirty);
     Ok(())
 }
@@ -435,12 +430,19 @@ impl<K: Kv> Kv for Scratch<'_, K> {
     fn del(&mut self, key: &[u8]) {
         self.writes.insert(key.to_vec(), None);
     }
+    fn floor(&self, prefix: &[u8], upper: std::ops::Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
+        crate::kv::floor_over(&self.writes, |upper| self.parent.floor(prefix, upper), prefix, upper)
+    }
+    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
+        let parent = self.parent;
+        crate::kv::append_over(&mut self.writes, |k| parent.get(k), key, bytes);
+    }
 }
 
 fn effect(kv: &mut impl Kv, env: &Envelope, dirty: &mut Dirty) -> Result<(), String> {
     match &env.event {
         Event::EventCorrected(c) => {
-            let mut rec = replaced(kv, env, c.replaces)?;
+            let (mut rec, at) = replaced(kv, env, c.replaces)?;
             if rec.event.kind() != c.corrected.kind() {
                 return Err(format!(
                     "correction of event {} is a {} but the event is a {}; a correction must keep the kind",
@@ -452,33 +454,36 @@ fn effect(kv: &mut impl Kv, env: &Envelope, dirty: &mut Dirty) -> Result<(), Str
             undo(kv, &rec, c.replaces, dirty);
             apply_base(kv, &env.ward, rec.seq, c.replaces, &c.corrected, dirty)?;
             rec.event = (*c.corrected).clone();
-            put_json(kv, keys::ev(c.replaces), &rec);
+            evlog::update(kv, c.replaces, &at, &rec);
         }
         Event::EventRetracted(r) => {
-            let mut rec = replaced(kv, env, r.replaces)?;
+            let (mut rec, at) = replaced(kv, env, r.replaces)?;
             undo(kv, &rec, r.replaces, dirty);
             rec.retracted = true;
-            put_json(kv, keys::ev(r.replaces), &rec);
+            evlog::update(kv, r.replaces, &at, &rec);
         }
-        base => {
-            apply_base(kv, &env.ward, env.seq, env.id, base, dirty)?;
-            put_json(kv, keys::ev(env.id), &EvRecordOf { ward: &env.ward, seq: env.seq, event: base, retracted: false });
-        }
+        base => apply_base(kv, &env.ward, env.seq, env.id, base, dirty)?,
     }
     Ok(())
 }
 
 /// The event a correction or retraction names, if it may be replaced.
-fn replaced(kv: &impl Kv, env: &Envelope, id: Uuid) -> Result<EvRecord, String> {
-    let rec: EvRecord =
-        get_json(kv, &keys::ev(id)).ok_or_else(|| format!("{} names event {id}, which this town has not applied", env.event.kind()))?;
+fn replaced(kv: &impl Kv, env: &Envelope, id: Uuid) -> Result<(EvRecord, evlog::At), String> {
+    let not_own = || {
+        format!(
+            "{} names event {id}, which this town has not applied from ward {}; a ward may replace only its own events",
+            env.event.kind(),
+            env.ward
+        )
+    };
+    let (rec, at) = evlog::find(kv, &env.ward, id).ok_or_else(not_own)?;
     if rec.ward != env.ward {
-        return Err(format!("{} names event {id} of ward {}; a ward may replace only its own events", env.event.kind(), rec.ward));
+        return Err(not_own());
     }
     if rec.retracted {
         return Err(format!("event {id} was already retracted; record a new event instead"));
     }
-    Ok(rec)
+    Ok((rec, at))
 }
 
 pub fn obs_fact(ward: &str, year: u16, code: &str) -> String {

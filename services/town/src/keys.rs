@@ -7,7 +7,9 @@
 //! | `pos/<ward>` | u64 BE | last ward `seq` applied (contiguous) |
 //! | `wi/<ward>` | JSON [`WardInfo`](crate::fold::WardInfo) | sync facts of the ward |
 //! | `held/<ward>/<seq BE>` | event bytes | arrived ahead of a gap, waits its turn |
-//! | `ev/<event id 16 bytes>` | JSON `EvRecord` | every applied event's effective body |
+//! | `evb/<ward>/<event id 16 bytes>` | up to 16 event entries | applied events of the ward from this id on, each with its body in force ([`crate::evlog`]) |
+//! | `evo/<ward>` | 40 bytes | the ward's last `evb/` block, which takes its next event: its first and last ids, events and bytes |
+//! | `ev/<event id 16 bytes>` | JSON `EvRecord` | an applied event's body in force, kept alone: ids that did not rise, and every event of stores written before `evb/` |
 //! | `fact/<fact key>/<seq BE>` | JSON | observation, population or recognition from event at `seq`; the highest seq wins |
 //! | `case/<case id 16 bytes>` | JSON `CaseState` | one pseudonymous case |
 //! | `cnt/<year>/<ward>/<category>/<sex>/<band>/<status>` | u64 BE | cases counted in the year |
@@ -44,6 +46,17 @@ pub fn ev(id: Uuid) -> Vec<u8> {
     let mut k = b"ev/".to_vec();
     k.extend_from_slice(id.as_bytes());
     k
+}
+pub fn ev_block_prefix(ward: &str) -> Vec<u8> {
+    format!("evb/{ward}/").into_bytes()
+}
+pub fn ev_block(ward: &str, first: Uuid) -> Vec<u8> {
+    let mut k = ev_block_prefix(ward);
+    k.extend_from_slice(first.as_bytes());
+    k
+}
+pub fn ev_open(ward: &str) -> Vec<u8> {
+    format!("evo/{ward}").into_bytes()
 }
 pub fn fact_prefix(fact: &str) -> Vec<u8> {
     format!("fact/{fact}/").into_bytes()

@@ -3,11 +3,81 @@
 //! sled store (through a write overlay committed atomically, see `store`).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 pub trait Kv {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
     fn del(&mut self, key: &[u8]);
+    /// The last entry whose key starts with `prefix` and is at most (or,
+    /// `Excluded`, below) `upper`, which starts with `prefix`: the record a
+    /// key falls in where records are keyed by their first key
+    /// ([`crate::evlog`]).
+    fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)>;
+    /// Adds `bytes` to the end of the value at `key` (an absent value is empty).
+    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
+        let mut value = self.get(&key).unwrap_or_default();
+        value.extend_from_slice(bytes);
+        self.put(key, value);
+    }
+}
+
+/// [`Kv::append`] to writes made over a parent that holds `key` at `parent`:
+/// in place once the writes hold the value.
+pub(crate) fn append_over(
+    writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    parent: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    key: Vec<u8>,
+    bytes: &[u8],
+) {
+    match writes.get_mut(&key) {
+        Some(Some(value)) => value.extend_from_slice(bytes),
+        Some(None) => {
+            writes.insert(key, Some(bytes.to_vec()));
+        }
+        None => {
+            let mut value = parent(&key).unwrap_or_default();
+            value.reserve(bytes.len().max(4096));
+            value.extend_from_slice(bytes);
+            writes.insert(key, Some(value));
+        }
+    }
+}
+
+/// No key starting with `prefix` can lie within `upper`.
+fn below_prefix(prefix: &[u8], upper: Bound<&[u8]>) -> bool {
+    match upper {
+        Bound::Included(u) => u < prefix,
+        Bound::Excluded(u) => u <= prefix,
+        Bound::Unbounded => false,
+    }
+}
+
+/// [`Kv::floor`] of writes (`None`: deleted) made over a parent whose own
+/// floor is `parent`: the later of the two, looking further down past a
+/// key the writes deleted.
+pub(crate) fn floor_over(
+    writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    parent: impl Fn(Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)>,
+    prefix: &[u8],
+    upper: Bound<&[u8]>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut upper: Bound<Vec<u8>> = upper.map(<[u8]>::to_vec);
+    loop {
+        let bound = upper.as_ref().map(Vec::as_slice);
+        if below_prefix(prefix, bound) {
+            return None;
+        }
+        let below = parent(bound);
+        let Some((key, value)) = writes.range::<[u8], _>((Bound::Included(prefix), bound)).next_back() else { return below };
+        if below.as_ref().is_some_and(|(k, _)| k > key) {
+            return below;
+        }
+        match value {
+            Some(v) => return Some((key.clone(), v.clone())),
+            None => upper = Bound::Excluded(key.clone()),
+        }
+    }
 }
 
 pub trait KvScan {
@@ -35,6 +105,16 @@ impl Kv for MemKv {
     }
     fn del(&mut self, key: &[u8]) {
         self.0.remove(key);
+    }
+    fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
+        if below_prefix(prefix, upper) {
+            return None;
+        }
+        let (k, v) = self.0.range::<[u8], _>((Bound::Included(prefix), upper)).next_back()?;
+        k.starts_with(prefix).then(|| (k.clone(), v.clone()))
+    }
+    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
+        self.0.entry(key).or_default().extend_from_slice(bytes);
     }
 }
 
@@ -85,6 +165,13 @@ impl Kv for Overlay<'_> {
     fn del(&mut self, key: &[u8]) {
         self.writes.insert(key.to_vec(), None);
     }
+    fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
+        floor_over(&self.writes, |upper| Kv::floor(self.tree, prefix, upper), prefix, upper)
+    }
+    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
+        let tree = self.tree;
+        append_over(&mut self.writes, |k| Kv::get(tree, k), key, bytes);
+    }
 }
 
 impl KvScan for sled::Tree {
@@ -110,6 +197,14 @@ impl Kv for sled::Tree {
     fn del(&mut self, key: &[u8]) {
         let _ = self.remove(key);
     }
+    fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
+        if below_prefix(prefix, upper) {
+            return None;
+        }
+        let range = (Bound::Included(prefix.to_vec()), upper.map(<[u8]>::to_vec));
+        let (k, v) = self.range::<Vec<u8>, _>(range).next_back()?.ok()?;
+        k.starts_with(prefix).then(|| (k.to_vec(), v.to_vec()))
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +226,72 @@ mod tests {
             assert_eq!(mem.last_with_prefix(prefix), mem.scan_prefix(prefix).pop().map(|(_, v)| v));
         }
         assert_eq!(mem.last_with_prefix(b"fact/a/"), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn floor_agrees_between_the_model_sled_and_writes_over_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let mut mem = MemKv::default();
+        for k in [&b"evb/a/\x10"[..], b"evb/a/\x20", b"evb/a/\x30", b"evb/ab/\x05", b"evb/b/\x01", b"evo/a"] {
+            mem.put(k.to_vec(), k.to_vec());
+            tree.insert(k, k).unwrap();
+        }
+        let cases: Vec<(&[u8], Bound<&[u8]>)> = vec![
+            (b"evb/a/", Bound::Included(b"evb/a/\x25")),
+            (b"evb/a/", Bound::Included(b"evb/a/\x20")),
+            (b"evb/a/", Bound::Excluded(b"evb/a/\x20")),
+            (b"evb/a/", Bound::Included(b"evb/a/\x05")),
+            (b"evb/a/", Bound::Excluded(b"evb/a/")),
+            (b"evb/a/", Bound::Included(b"evb/a/\xff")),
+            (b"evb/b/", Bound::Included(b"evb/b/\x00")),
+            (b"evb/c/", Bound::Included(b"evb/c/\xff")),
+        ];
+        for (prefix, upper) in &cases {
+            assert_eq!(mem.floor(prefix, *upper), Kv::floor(&tree, prefix, *upper), "{prefix:?} {upper:?}");
+        }
+        assert_eq!(mem.floor(b"evb/a/", Bound::Included(b"evb/a/\x25")).map(|(k, _)| k), Some(b"evb/a/\x20".to_vec()));
+
+        // Writes over both: a put and a delete, the same on each side.
+        let mut over = Overlay::new(&tree);
+        let mut mem_after = mem.clone();
+        for kv in [&mut over as &mut dyn Kv, &mut mem_after] {
+            kv.put(b"evb/a/\x28".to_vec(), b"new".to_vec());
+            kv.del(b"evb/a/\x20");
+            kv.del(b"evb/a/\x10");
+        }
+        for upper in [&b"evb/a/\x25"[..], b"evb/a/\x29", b"evb/a/\x20", b"evb/a/\x2f", b"evb/a/\xff"] {
+            let want = mem_after.floor(b"evb/a/", Bound::Included(upper));
+            assert_eq!(over.floor(b"evb/a/", Bound::Included(upper)), want, "{upper:?}");
+        }
+        assert_eq!(over.floor(b"evb/a/", Bound::Included(b"evb/a/\x25")), None, "both below were deleted");
+        assert_eq!(over.floor(b"evb/a/", Bound::Included(b"evb/a/\x29")).map(|(_, v)| v), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn append_over_sled_agrees_with_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let mut mem = MemKv::default();
+        for (k, v) in [(&b"a"[..], &b"12"[..]), (b"b", b"x")] {
+            mem.put(k.to_vec(), v.to_vec());
+            tree.insert(k, v).unwrap();
+        }
+        let mut over = Overlay::new(&tree);
+        for kv in [&mut over as &mut dyn Kv, &mut mem] {
+            kv.append(b"a".to_vec(), b"3");
+            kv.append(b"a".to_vec(), b"45");
+            kv.del(b"b");
+            kv.append(b"b".to_vec(), b"y");
+            kv.append(b"c".to_vec(), b"new");
+        }
+        for k in [&b"a"[..], b"b", b"c"] {
+            assert_eq!(over.get(k), mem.get(k), "{k:?}");
+        }
+        assert_eq!(mem.get(b"a"), Some(b"12345".to_vec()));
+        assert_eq!(mem.get(b"b"), Some(b"y".to_vec()));
+        assert_eq!(tree.get(b"a").unwrap().as_deref(), Some(&b"12"[..]), "nothing reaches sled before the batch");
     }
 }

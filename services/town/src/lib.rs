@@ -22,6 +22,7 @@
 pub mod config;
 pub mod consumer;
 pub mod deadletter;
+pub mod evlog;
 pub mod fold;
 pub mod forwarder;
 pub mod heap;

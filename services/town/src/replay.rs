@@ -34,7 +34,7 @@
 //!   consumed its `seq`: the ward's position is left alone and only the
 //!   event's effect is applied, under its original `seq` (so a later fact of
 //!   the same ward still wins). Its id goes to `rid/<id>`; an event whose id
-//!   is there, or whose effect is recorded under `ev/<id>`, is a duplicate.
+//!   is there, or whose record the ward's events hold ([`crate::evlog`]), is a duplicate.
 //!
 //! A replay that still fails changes nothing and says why. A record replayed
 //! once is marked (`replayed`: when, by whom, outcome) and kept for audit; a
@@ -273,7 +273,7 @@ pub fn dry_run(kv: &impl Kv, ctx: &Ctx, cmd: &ReplayCommand) -> Result<ReplayOut
 }
 
 fn already_applied(kv: &impl Kv, env: &Envelope) -> bool {
-    kv.get(&keys::replayed_event(env.id)).is_some() || kv.get(&keys::ev(env.id)).is_some()
+    kv.get(&keys::replayed_event(env.id)).is_some() || crate::evlog::applied(kv, &env.ward, env.id)
 }
 
 /// An event the rules refused in its turn: its effect only, position untouched.

@@ -223,3 +223,54 @@ fn bad_messages_are_parked_and_change_nothing_else() {
     assert_eq!(strip(&kv), strip(&before));
     assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 7, denominator: 100 }));
 }
+
+#[test]
+fn events_are_found_by_id_whatever_order_their_ids_came_in() {
+    // Ids are v7 from the ward's clock: one set back gives an id below the
+    // ward's last (kept on its own); rising ids fill the ward's blocks.
+    let mut kv = MemKv::default();
+    let mut ids = BTreeMap::new();
+    for (seq, id) in [(1u64, 500u128), (2, 300), (3, 600), (4, 100)] {
+        let mut e = env("25320", seq, observed("5a", 2020 + seq as u16, seq * 10, 100));
+        e.id = Uuid::from_u128(id);
+        assert!(matches!(apply(&mut kv, &e), Outcome::Applied { .. }), "seq {seq}");
+        ids.insert(seq, e.id);
+    }
+    for seq in 5..=44u64 {
+        let mut e = env("25320", seq, observed("4a", 2024, seq, 1000));
+        e.id = Uuid::from_u128(1000 + u128::from(seq));
+        assert!(matches!(apply(&mut kv, &e), Outcome::Applied { .. }), "seq {seq}");
+        ids.insert(seq, e.id);
+    }
+    let mut seq = 44;
+    let mut next = |event: Event| {
+        seq += 1;
+        env("25320", seq, event)
+    };
+    let correct =
+        |id: Uuid, event: Event| Event::EventCorrected(EventCorrected { replaces: id, corrected: Box::new(event), reason: "typo".into() });
+    for (s, year) in [(1u64, 2021u16), (2, 2022), (3, 2023), (4, 2024)] {
+        let fix = next(correct(ids[&s], observed("5a", year, 77, 100)));
+        assert!(matches!(apply(&mut kv, &fix), Outcome::Applied { .. }), "correcting seq {s}");
+        assert_eq!(town_figure(&kv, year, "5a"), Some(Fraction { numerator: 77, denominator: 100 }), "seq {s}");
+    }
+    assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 44, denominator: 1000 }));
+    let retract = next(Event::EventRetracted(EventRetracted { replaces: ids[&44], reason: "entered twice".into() }));
+    assert!(matches!(apply(&mut kv, &retract), Outcome::Applied { .. }));
+    assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 43, denominator: 1000 }));
+    let fix = next(correct(ids[&43], observed("4a", 2024, 430, 1000)));
+    assert!(matches!(apply(&mut kv, &fix), Outcome::Applied { .. }));
+    assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 430, denominator: 1000 }));
+    let fix = next(correct(ids[&10], observed("4a", 2024, 1, 1000)));
+    assert!(matches!(apply(&mut kv, &fix), Outcome::Applied { .. }), "an event deep in a block");
+    assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 430, denominator: 1000 }), "an older figure");
+    let again = next(Event::EventRetracted(EventRetracted { replaces: ids[&44], reason: "again".into() }));
+    assert!(matches!(apply(&mut kv, &again), Outcome::Parked { reason } if reason.contains("already retracted")));
+    // Another ward cannot name these events.
+    let other = env("25324", 1, correct(ids[&43], observed("4a", 2024, 999, 1000)));
+    assert!(matches!(apply(&mut kv, &other), Outcome::Parked { reason } if reason.contains("only its own")));
+    let other = env("25324", 2, correct(ids[&2], observed("5a", 2022, 999, 1000)));
+    assert!(matches!(apply(&mut kv, &other), Outcome::Parked { reason } if reason.contains("only its own")));
+    assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 430, denominator: 1000 }));
+    assert_eq!(town_figure(&kv, 2022, "5a"), Some(Fraction { numerator: 77, denominator: 100 }));
+}
