@@ -446,8 +446,9 @@ async fn the_binary_keeps_its_state_through_kill_9_and_stops_cleanly_on_sigterm(
     let (mut child, addr) = spawn_binary(&data_dir, &nats.url()).await;
     // A snapshot the HTTP view showed may not have been flushed when the kill
     // came (sled serves reads from its write buffers); it was not
-    // acknowledged either, so JetStream delivers it again: wait for that.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // acknowledged either, so JetStream delivers it again once its ack wait
+    // runs out: wait for that, and longer on a loaded machine.
+    let deadline = Instant::now() + treem_province::stream::ACK_WAIT + Duration::from_secs(30);
     loop {
         let (_, body) = get(addr, "/api/v1/indicators?year=2025&code=4a").await;
         let got = (indicator(&body, "4a")["numerator"].as_u64(), indicator(&body, "4a")["denominator"].as_u64());

@@ -96,6 +96,11 @@ pub struct WardInfo {
     /// replayed, unsigned, broken chain); parked without using up a seq.
     #[serde(default)]
     pub provenance_failures: u64,
+    /// Events of the ward held behind a gap (`held/<ward>/<seq>`); a store
+    /// written before this count was kept is recounted when opened
+    /// ([`crate::store::TownStore::open`]).
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// What the town keeps of an applied event ([`crate::evlog`]).
@@ -283,7 +288,10 @@ pub fn apply_prepared(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u
     if env.seq > pos + 1 {
         let key = keys::held(&env.ward, env.seq);
         match kv.get(&key) {
-            None => kv.put(key, bytes.to_vec()),
+            None => {
+                kv.put(key, bytes.to_vec());
+                add_held(kv, &env.ward, 1);
+            }
             Some(held) => {
                 if let Err(reason) = provenance::check_held(&env, &held, hash) {
                     return provenance::refuse(kv, subject_str, bytes, &env, reason);
@@ -297,14 +305,17 @@ pub fn apply_prepared(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u
     }
     let ward = env.ward.clone();
     let seq = env.seq;
-    let refused = in_order(kv, ctx, subject_str, bytes, env, dirty);
+    let (refused, mut held_left) = in_order(kv, ctx, subject_str, bytes, env, dirty);
     provenance::record(kv, &ward, seq, hash);
     let mut then_applied = 0;
-    loop {
+    // The ward's count of held events spares a read for a successor that
+    // is not there (the common case: no gap).
+    while held_left > 0 {
         let next = get_u64(kv, &keys::pos(&ward)) + 1;
         let key = keys::held(&ward, next);
         let Some(held) = kv.get(&key) else { break };
         kv.del(&key);
+        held_left = add_held(kv, &ward, -1);
         // Held bytes were checked against their subject when they arrived,
         // so the subject they came on is the one built from them.
         match Envelope::decode(&held) {
@@ -322,7 +333,7 @@ pub fn apply_prepared(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u
                 };
                 match checked {
                     Ok(hash) => {
-                        in_order(kv, ctx, &held_subject, &held, env, dirty);
+                        held_left = in_order(kv, ctx, &held_subject, &held, env, dirty).1;
                         provenance::record(kv, &ward, next, hash);
                     }
                     Err(reason) => {
@@ -348,9 +359,17 @@ pub fn apply_prepared(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u
     }
 }
 
+/// Moves the ward's count of held events by `delta`; returns the new count.
+fn add_held(kv: &mut impl Kv, ward: &str, delta: i64) -> u64 {
+    let mut info: WardInfo = get_json(kv, &keys::ward_info(ward)).unwrap_or_default();
+    info.held = info.held.saturating_add_signed(delta);
+    put_json(kv, keys::ward_info(ward), &info);
+    info.held
+}
+
 /// Applies the ward's next event: its effect, or parks it with its seq
-/// consumed and returns the reason.
-fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) -> Option<String> {
+/// consumed and returns the reason; and how many events the ward holds.
+fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) -> (Option<String>, u64) {
     let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
     let refused = match apply_effect(kv, ctx, &env, dirty) {
         Ok(()) => {
@@ -369,7 +388,7 @@ fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: E
     info.last_recorded_at = Some(env.recorded_at);
     put_json(kv, keys::ward_info(&env.ward), &info);
     kv.put(keys::pos(&env.ward), env.seq.to_be_bytes().to_vec());
-    refused
+    (refused, info.held)
 }
 
 /// Checks `env` against the catalogue and does its effect, all or nothing:
@@ -436,6 +455,13 @@ impl<K: Kv> Kv for Scratch<'_, K> {
     fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
         let parent = self.parent;
         crate::kv::append_over(&mut self.writes, |k| parent.get(k), key, bytes);
+    }
+    fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+        crate::kv::get_at_over(&self.writes, || self.parent.get_at(key, at, len), key, at, len)
+    }
+    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+        let parent = self.parent;
+        crate::kv::write_at_over(&mut self.writes, |k| parent.get(k), key, at, bytes);
     }
 }
 

@@ -20,6 +20,62 @@ pub trait Kv {
         value.extend_from_slice(bytes);
         self.put(key, value);
     }
+    /// `len` bytes of the value at `key` from `at`, if it is that long.
+    fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+        self.get(key).and_then(|v| v.get(at..at + len).map(<[u8]>::to_vec))
+    }
+    /// Writes `bytes` over the value at `key` from `at`, lengthening it
+    /// (with zeros) as needed.
+    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+        let mut value = self.get(&key).unwrap_or_default();
+        write_into(&mut value, at, bytes);
+        self.put(key, value);
+    }
+}
+
+fn write_into(value: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    if value.len() < at + bytes.len() {
+        value.resize(at + bytes.len(), 0);
+    }
+    value[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// [`Kv::get_at`] of writes made over a parent.
+pub(crate) fn get_at_over(
+    writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    parent: impl FnOnce() -> Option<Vec<u8>>,
+    key: &[u8],
+    at: usize,
+    len: usize,
+) -> Option<Vec<u8>> {
+    match writes.get(key) {
+        Some(value) => value.as_ref()?.get(at..at + len).map(<[u8]>::to_vec),
+        None => parent(),
+    }
+}
+
+/// [`Kv::write_at`] to writes made over a parent holding `key` at `parent`:
+/// in place once the writes hold the value.
+pub(crate) fn write_at_over(
+    writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    parent: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    key: Vec<u8>,
+    at: usize,
+    bytes: &[u8],
+) {
+    match writes.get_mut(&key) {
+        Some(Some(value)) => write_into(value, at, bytes),
+        Some(None) => {
+            let mut value = Vec::new();
+            write_into(&mut value, at, bytes);
+            writes.insert(key, Some(value));
+        }
+        None => {
+            let mut value = parent(&key).unwrap_or_default();
+            write_into(&mut value, at, bytes);
+            writes.insert(key, Some(value));
+        }
+    }
 }
 
 /// [`Kv::append`] to writes made over a parent that holds `key` at `parent`:
@@ -116,6 +172,12 @@ impl Kv for MemKv {
     fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
         self.0.entry(key).or_default().extend_from_slice(bytes);
     }
+    fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+        self.0.get(key)?.get(at..at + len).map(<[u8]>::to_vec)
+    }
+    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+        write_into(self.0.entry(key).or_default(), at, bytes);
+    }
 }
 
 impl KvScan for MemKv {
@@ -172,6 +234,13 @@ impl Kv for Overlay<'_> {
         let tree = self.tree;
         append_over(&mut self.writes, |k| Kv::get(tree, k), key, bytes);
     }
+    fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+        get_at_over(&self.writes, || Kv::get_at(self.tree, key, at, len), key, at, len)
+    }
+    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+        let tree = self.tree;
+        write_at_over(&mut self.writes, |k| Kv::get(tree, k), key, at, bytes);
+    }
 }
 
 impl KvScan for sled::Tree {
@@ -196,6 +265,9 @@ impl Kv for sled::Tree {
     }
     fn del(&mut self, key: &[u8]) {
         let _ = self.remove(key);
+    }
+    fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+        sled::Tree::get(self, key).ok().flatten()?.get(at..at + len).map(<[u8]>::to_vec)
     }
     fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
         if below_prefix(prefix, upper) {

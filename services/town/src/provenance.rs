@@ -256,7 +256,7 @@ fn chain_record(ward: &str, seq: u64) -> (Vec<u8>, usize) {
 /// The hash the town recorded for `ward`'s event at `seq`, if any.
 pub fn recorded(kv: &impl Kv, ward: &str, seq: u64) -> Option<EventHash> {
     let (key, at) = chain_record(ward, seq);
-    let slot = kv.get(&key).and_then(|v| v.get(at..at + HASH_LEN).and_then(|h| <[u8; HASH_LEN]>::try_from(h).ok()));
+    let slot = kv.get_at(&key, at, HASH_LEN).and_then(|h| <[u8; HASH_LEN]>::try_from(h).ok());
     match slot {
         Some(h) if h != [0; HASH_LEN] => Some(EventHash(h)),
         _ => kv.get(&chain_key(ward, seq)).and_then(|v| v.try_into().ok()).map(EventHash),
@@ -266,12 +266,7 @@ pub fn recorded(kv: &impl Kv, ward: &str, seq: u64) -> Option<EventHash> {
 /// Records the hash of the event the town took at `seq`.
 pub(crate) fn record(kv: &mut impl Kv, ward: &str, seq: u64, hash: EventHash) {
     let (key, at) = chain_record(ward, seq);
-    let mut hashes = kv.get(&key).unwrap_or_default();
-    if hashes.len() < at + HASH_LEN {
-        hashes.resize(at + HASH_LEN, 0);
-    }
-    hashes[at..at + HASH_LEN].copy_from_slice(&hash.0);
-    kv.put(key, hashes);
+    kv.write_at(key, at, &hash.0);
 }
 
 /// What [`check`] concluded about an event.

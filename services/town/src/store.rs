@@ -96,6 +96,7 @@ impl TownStore {
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
         let db = open_sled(path, cache_bytes).map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree("town").map_err(|e| open_err(e.to_string()))?;
+        recount_held(&tree).map_err(|e| open_err(e.to_string()))?;
         db.flush().map_err(|e| open_err(e.to_string()))?;
         let data_file = File::open(path.join("db")).map_err(|e| open_err(format!("sled data file: {e}")))?;
         data_file.sync_all().map_err(|e| open_err(e.to_string()))?;
@@ -273,6 +274,44 @@ pub fn prepare_batch(ctx: &Ctx, messages: &[Input]) -> PreparedBatch {
         messages.iter().zip(&is_replay).filter(|(_, r)| !**r).map(|((s, p, _), _)| (s.as_str(), p.as_slice())).collect();
     let mut prepared = fold::prepare_batch(ctx, &events).into_iter();
     PreparedBatch(is_replay.into_iter().map(|r| if r { None } else { prepared.next() }).collect())
+}
+
+/// Sets every ward's count of held events ([`fold::WardInfo::held`]) to the
+/// `held/` entries the store has: a store written before the count was kept
+/// holds events it does not count. Reads only the held entries and the
+/// wards' records; writes only where a count is wrong.
+fn recount_held(tree: &sled::Tree) -> Result<(), sled::Error> {
+    let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for entry in tree.scan_prefix(b"held/") {
+        let (key, _) = entry?;
+        // held/<ward>/<seq: 8 bytes>
+        if let Some(ward) = key.len().checked_sub(9).and_then(|end| key.get(5..end)) {
+            *counts.entry(ward.to_vec()).or_default() += 1;
+        }
+    }
+    let mut batch = sled::Batch::default();
+    let mut wrong = 0;
+    for entry in tree.scan_prefix(keys::WARD_INFO_PREFIX) {
+        let (key, value) = entry?;
+        let Ok(mut info) = serde_json::from_slice::<fold::WardInfo>(&value) else { continue };
+        let held = counts.remove(&key[keys::WARD_INFO_PREFIX.len()..]).unwrap_or(0);
+        if info.held != held {
+            info.held = held;
+            batch.insert(key.to_vec(), serde_json::to_vec(&info).expect("serialises"));
+            wrong += 1;
+        }
+    }
+    for (ward, held) in counts {
+        let mut key = keys::WARD_INFO_PREFIX.to_vec();
+        key.extend_from_slice(&ward);
+        batch.insert(key, serde_json::to_vec(&fold::WardInfo { held, ..Default::default() }).expect("serialises"));
+        wrong += 1;
+    }
+    if wrong > 0 {
+        tracing::info!(wards = wrong, "counted the events held behind gaps");
+        tree.apply_batch(batch)?;
+    }
+    Ok(())
 }
 
 /// sled's page cache of a store opened with [`TownStore::open`] (the

@@ -274,3 +274,32 @@ fn events_are_found_by_id_whatever_order_their_ids_came_in() {
     assert_eq!(town_figure(&kv, 2024, "4a"), Some(Fraction { numerator: 430, denominator: 1000 }));
     assert_eq!(town_figure(&kv, 2022, "5a"), Some(Fraction { numerator: 77, denominator: 100 }));
 }
+
+#[test]
+fn a_store_written_before_wards_counted_their_held_events_still_releases_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ctx();
+    let [e1, e2, e3] = [1, 2, 3].map(|seq| env("25320", seq, observed("4a", 2024, seq, 100)));
+    let input = |e: &Envelope, n: u64| (subject::event_subject(e), e.encode(), n);
+    let info_key = b"wi/25320";
+    {
+        let store = treem_town::store::TownStore::open(dir.path()).unwrap();
+        let outcomes = store.apply_batch(&c, &[input(&e1, 1), input(&e3, 2)]).unwrap();
+        assert!(matches!(outcomes[1], Outcome::Held { seq: 3, .. }), "{outcomes:?}");
+        // As a store written before the count: the ward's record without it.
+        let mut info: serde_json::Value = serde_json::from_slice(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
+        assert_eq!(info["held"], 1);
+        info.as_object_mut().unwrap().remove("held");
+        store.tree.insert(info_key, serde_json::to_vec(&info).unwrap()).unwrap();
+        store.sync().unwrap();
+    }
+    let store = treem_town::store::TownStore::open(dir.path()).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
+    assert_eq!(info["held"], 1, "recounted when opened");
+    let outcomes = store.apply_batch(&c, &[input(&e2, 3)]).unwrap();
+    assert!(matches!(outcomes[0], Outcome::Applied { seq: 2, then_applied: 1, .. }), "{outcomes:?}");
+    assert_eq!(store.tree.get(b"pos/25320").unwrap().as_deref(), Some(&3u64.to_be_bytes()[..]));
+    assert!(store.tree.scan_prefix(b"held/").next().is_none());
+    let info: serde_json::Value = serde_json::from_slice(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
+    assert_eq!(info["held"], 0);
+}
