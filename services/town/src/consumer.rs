@@ -23,7 +23,8 @@ use crate::fold::Outcome;
 use crate::store::{self, PreparedBatch};
 use crate::stream;
 
-/// Longest a fetch (500 ms expiry) may take before the session is restarted.
+/// Longest a fetch (500 ms expiry) may wait for its next message before the
+/// session is restarted.
 const FETCH_DEADLINE: Duration = Duration::from_millis(2000);
 
 /// While full batches follow one another (a catch-up), the forwarder is
@@ -244,19 +245,20 @@ async fn fetch(consumer: &PullConsumer, batch_size: usize) -> Result<Fetched, St
     // A fetch from a server that just died is only abandoned by the client
     // after its expiry plus a heartbeat grace of seconds; bound the wait so
     // the session starts over against a live server at once.
+    // A stall is no message for that long, not a slow batch: on a saturated
+    // machine a full batch may take longer while messages keep coming.
     let mut messages = Vec::new();
-    let collect = async {
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => {
-                    tracing::debug!(error = %e, "fetch ended early");
-                    break;
-                }
+    let stalled = loop {
+        match tokio::time::timeout(FETCH_DEADLINE, batch.next()).await {
+            Err(_) => break true,
+            Ok(None) => break false,
+            Ok(Some(Ok(m))) => messages.push(m),
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "fetch ended early");
+                break false;
             }
         }
     };
-    let stalled = tokio::time::timeout(FETCH_DEADLINE, collect).await.is_err();
     if stalled {
         if messages.is_empty() {
             return Err("fetch from the ward stream stalled (server gone?); starting a new session".into());

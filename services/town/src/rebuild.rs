@@ -82,7 +82,8 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
             read += input.len() as u64;
             let next_prepared = std::thread::scope(|s| {
                 let preparing = next.as_ref().map(|n| s.spawn(|| store::prepare_batch(ctx, n)));
-                let committed = store.apply_prepared_batch(ctx, &input, prepared);
+                // Made durable once, at the end: a rebuild cut short starts over.
+                let committed = store.commit_prepared_batch(ctx, &input, prepared);
                 let next_prepared = preparing.map(|p| p.join().expect("a batch's preparation does not panic"));
                 committed.map(|_| next_prepared)
             })?;
@@ -93,6 +94,7 @@ pub async fn rebuild_into(js: &jetstream::Context, config: &Config, ctx: &Ctx, i
     .await;
     fetcher.abort();
     result?;
+    store.sync()?;
     Ok((store, read))
 }
 

@@ -4,7 +4,8 @@
 //! with one `apply_batch` (atomic in sled), carrying together the
 //! projection changes, each ward's position (`pos/<ward>`), the JetStream
 //! stream sequence reached and the outbox entries for the province. Only
-//! after the commit is durable are the messages acknowledged to JetStream.
+//! after the commit is durable ([`TownStore::sync`]) are the messages
+//! acknowledged to JetStream.
 //!
 //! Crash at any line: before the commit, nothing of the batch is stored and
 //! JetStream redelivers it; after the commit but before the acks, the
@@ -131,6 +132,20 @@ impl TownStore {
     /// [`TownStore::apply_batch`] of messages prepared already with [`prepare_batch`]
     /// (the same messages, the same `ctx`).
     pub fn apply_prepared_batch(&self, ctx: &Ctx, messages: &[Input], prepared: PreparedBatch) -> Result<Vec<Outcome>, StoreError> {
+        let outcomes = self.commit_prepared_batch(ctx, messages, prepared)?;
+        let syncing = std::time::Instant::now();
+        self.sync()?;
+        tracing::debug!(messages = messages.len(), sync_us = syncing.elapsed().as_micros() as u64, "batch durable");
+        Ok(outcomes)
+    }
+
+    /// [`TownStore::apply_prepared_batch`] short of making the batch durable:
+    /// it is committed (atomic, and what every reader sees) but a crash may
+    /// still lose it whole until [`TownStore::sync`] returns. A rebuild
+    /// syncs once, at its end. (The consumer syncs each batch before its
+    /// acknowledgements; syncing while the next batch folds was tried and
+    /// was slower on two cores: BENCHMARKS.md.)
+    pub fn commit_prepared_batch(&self, ctx: &Ctx, messages: &[Input], prepared: PreparedBatch) -> Result<Vec<Outcome>, StoreError> {
         let started = std::time::Instant::now();
         let mut overlay = Overlay::new(&self.tree);
         let mut dirty = Dirty::new();
@@ -163,13 +178,10 @@ impl TownStore {
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
         self.generation.fetch_add(1, Ordering::Release);
         let committed = started.elapsed();
-        self.sync()?;
-        let synced = started.elapsed();
         tracing::debug!(
             messages = messages.len(),
             fold_us = folded.as_micros() as u64,
             commit_us = (committed - folded).as_micros() as u64,
-            sync_us = (synced - committed).as_micros() as u64,
             "batch applied"
         );
         for n in parked_before + 1..=parked_after {
