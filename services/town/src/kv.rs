@@ -283,16 +283,22 @@ impl Kv for sled::Tree {
 mod tests {
     use super::*;
 
+    /// The same entries in the in-memory model and in a fresh sled tree
+    /// (kept in the returned directory).
+    fn model_and_sled(entries: &[(&[u8], &[u8])]) -> (tempfile::TempDir, sled::Tree, MemKv) {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sled::open(dir.path()).unwrap().open_tree("t").unwrap();
+        let mut mem = MemKv::default();
+        for (k, v) in entries {
+            mem.put(k.to_vec(), v.to_vec());
+            tree.insert(k, *v).unwrap();
+        }
+        (dir, tree, mem)
+    }
+
     #[test]
     fn last_with_prefix_agrees_between_the_model_and_sled() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let mut mem = MemKv::default();
-        for (k, v) in [(&b"fact/a/1"[..], &b"1"[..]), (b"fact/a/2", b"2"), (b"fact/ab/9", b"x"), (b"fact/b/1", b"b")] {
-            mem.put(k.to_vec(), v.to_vec());
-            tree.insert(k, v).unwrap();
-        }
+        let (_dir, tree, mem) = model_and_sled(&[(b"fact/a/1", b"1"), (b"fact/a/2", b"2"), (b"fact/ab/9", b"x"), (b"fact/b/1", b"b")]);
         for prefix in [&b"fact/a/"[..], b"fact/ab/", b"fact/b/", b"fact/c/", b"fact/"] {
             assert_eq!(mem.last_with_prefix(prefix), KvScan::last_with_prefix(&tree, prefix), "{prefix:?}");
             assert_eq!(mem.last_with_prefix(prefix), mem.scan_prefix(prefix).pop().map(|(_, v)| v));
@@ -302,14 +308,8 @@ mod tests {
 
     #[test]
     fn floor_agrees_between_the_model_sled_and_writes_over_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let mut mem = MemKv::default();
-        for k in [&b"evb/a/\x10"[..], b"evb/a/\x20", b"evb/a/\x30", b"evb/ab/\x05", b"evb/b/\x01", b"evo/a"] {
-            mem.put(k.to_vec(), k.to_vec());
-            tree.insert(k, k).unwrap();
-        }
+        let keys: [&[u8]; 6] = [b"evb/a/\x10", b"evb/a/\x20", b"evb/a/\x30", b"evb/ab/\x05", b"evb/b/\x01", b"evo/a"];
+        let (_dir, tree, mem) = model_and_sled(&keys.map(|k| (k, k)));
         let cases: Vec<(&[u8], Bound<&[u8]>)> = vec![
             (b"evb/a/", Bound::Included(b"evb/a/\x25")),
             (b"evb/a/", Bound::Included(b"evb/a/\x20")),
@@ -343,14 +343,7 @@ mod tests {
 
     #[test]
     fn append_over_sled_agrees_with_the_model() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let mut mem = MemKv::default();
-        for (k, v) in [(&b"a"[..], &b"12"[..]), (b"b", b"x")] {
-            mem.put(k.to_vec(), v.to_vec());
-            tree.insert(k, v).unwrap();
-        }
+        let (_dir, tree, mut mem) = model_and_sled(&[(b"a", b"12"), (b"b", b"x")]);
         let mut over = Overlay::new(&tree);
         for kv in [&mut over as &mut dyn Kv, &mut mem] {
             kv.append(b"a".to_vec(), b"3");
