@@ -164,10 +164,7 @@ pub fn find(kv: &impl Kv, ward: &str, id: Uuid) -> Option<(EvRecord, At)> {
 
 /// Whether event `id` of `ward` was applied (an `ev/<id>` record of any ward counts).
 pub fn applied(kv: &impl Kv, ward: &str, id: Uuid) -> bool {
-    let in_block = kv
-        .floor(&keys::ev_block_prefix(ward), Bound::Included(&keys::ev_block(ward, id)))
-        .is_some_and(|(_, block)| entries(&block).any(|(_, e)| e.id == id));
-    in_block || kv.get(&keys::ev(id)).is_some()
+    find(kv, ward, id).is_some()
 }
 
 /// Writes back the record of event `id`, found at `at` by [`find`].

@@ -452,16 +452,12 @@ impl<K: Kv> Kv for Scratch<'_, K> {
     fn floor(&self, prefix: &[u8], upper: std::ops::Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
         crate::kv::floor_over(&self.writes, |upper| self.parent.floor(prefix, upper), prefix, upper)
     }
-    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
-        let parent = self.parent;
-        crate::kv::append_over(&mut self.writes, |k| parent.get(k), key, bytes);
-    }
     fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
         crate::kv::get_at_over(&self.writes, || self.parent.get_at(key, at, len), key, at, len)
     }
-    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+    fn update(&mut self, key: Vec<u8>, change: impl FnOnce(&mut Vec<u8>)) {
         let parent = self.parent;
-        crate::kv::write_at_over(&mut self.writes, |k| parent.get(k), key, at, bytes);
+        crate::kv::update_over(&mut self.writes, |k| parent.get(k), key, change);
     }
 }
 

@@ -14,30 +14,41 @@ pub trait Kv {
     /// key falls in where records are keyed by their first key
     /// ([`crate::evlog`]).
     fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)>;
-    /// Adds `bytes` to the end of the value at `key` (an absent value is empty).
-    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
-        let mut value = self.get(&key).unwrap_or_default();
-        value.extend_from_slice(bytes);
-        self.put(key, value);
-    }
     /// `len` bytes of the value at `key` from `at`, if it is that long.
     fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
         self.get(key).and_then(|v| v.get(at..at + len).map(<[u8]>::to_vec))
     }
-    /// Writes `bytes` over the value at `key` from `at`, lengthening it
-    /// (with zeros) as needed.
-    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+    /// Changes the value at `key` (an absent value is empty) by `change`;
+    /// in place where the writes over a store already hold it, so a record
+    /// the fold adds to event by event is not copied each time.
+    fn update(&mut self, key: Vec<u8>, change: impl FnOnce(&mut Vec<u8>))
+    where
+        Self: Sized,
+    {
         let mut value = self.get(&key).unwrap_or_default();
-        write_into(&mut value, at, bytes);
+        change(&mut value);
         self.put(key, value);
     }
-}
-
-fn write_into(value: &mut Vec<u8>, at: usize, bytes: &[u8]) {
-    if value.len() < at + bytes.len() {
-        value.resize(at + bytes.len(), 0);
+    /// Adds `bytes` to the end of the value at `key`.
+    fn append(&mut self, key: Vec<u8>, bytes: &[u8])
+    where
+        Self: Sized,
+    {
+        self.update(key, |v| v.extend_from_slice(bytes));
     }
-    value[at..at + bytes.len()].copy_from_slice(bytes);
+    /// Writes `bytes` over the value at `key` from `at`, lengthening it
+    /// (with zeros) as needed.
+    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8])
+    where
+        Self: Sized,
+    {
+        self.update(key, |v| {
+            if v.len() < at + bytes.len() {
+                v.resize(at + bytes.len(), 0);
+            }
+            v[at..at + bytes.len()].copy_from_slice(bytes);
+        });
+    }
 }
 
 /// [`Kv::get_at`] of writes made over a parent.
@@ -54,47 +65,24 @@ pub(crate) fn get_at_over(
     }
 }
 
-/// [`Kv::write_at`] to writes made over a parent holding `key` at `parent`:
-/// in place once the writes hold the value.
-pub(crate) fn write_at_over(
+/// [`Kv::update`] of writes (`None`: deleted) made over a parent that
+/// holds `key` at `parent`: in place once the writes hold the value.
+pub(crate) fn update_over(
     writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     parent: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     key: Vec<u8>,
-    at: usize,
-    bytes: &[u8],
+    change: impl FnOnce(&mut Vec<u8>),
 ) {
     match writes.get_mut(&key) {
-        Some(Some(value)) => write_into(value, at, bytes),
+        Some(Some(value)) => change(value),
         Some(None) => {
             let mut value = Vec::new();
-            write_into(&mut value, at, bytes);
+            change(&mut value);
             writes.insert(key, Some(value));
         }
         None => {
             let mut value = parent(&key).unwrap_or_default();
-            write_into(&mut value, at, bytes);
-            writes.insert(key, Some(value));
-        }
-    }
-}
-
-/// [`Kv::append`] to writes made over a parent that holds `key` at `parent`:
-/// in place once the writes hold the value.
-pub(crate) fn append_over(
-    writes: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    parent: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    key: Vec<u8>,
-    bytes: &[u8],
-) {
-    match writes.get_mut(&key) {
-        Some(Some(value)) => value.extend_from_slice(bytes),
-        Some(None) => {
-            writes.insert(key, Some(bytes.to_vec()));
-        }
-        None => {
-            let mut value = parent(&key).unwrap_or_default();
-            value.reserve(bytes.len().max(4096));
-            value.extend_from_slice(bytes);
+            change(&mut value);
             writes.insert(key, Some(value));
         }
     }
@@ -169,14 +157,11 @@ impl Kv for MemKv {
         let (k, v) = self.0.range::<[u8], _>((Bound::Included(prefix), upper)).next_back()?;
         k.starts_with(prefix).then(|| (k.clone(), v.clone()))
     }
-    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
-        self.0.entry(key).or_default().extend_from_slice(bytes);
-    }
     fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
         self.0.get(key)?.get(at..at + len).map(<[u8]>::to_vec)
     }
-    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
-        write_into(self.0.entry(key).or_default(), at, bytes);
+    fn update(&mut self, key: Vec<u8>, change: impl FnOnce(&mut Vec<u8>)) {
+        change(self.0.entry(key).or_default());
     }
 }
 
@@ -230,16 +215,12 @@ impl Kv for Overlay<'_> {
     fn floor(&self, prefix: &[u8], upper: Bound<&[u8]>) -> Option<(Vec<u8>, Vec<u8>)> {
         floor_over(&self.writes, |upper| Kv::floor(self.tree, prefix, upper), prefix, upper)
     }
-    fn append(&mut self, key: Vec<u8>, bytes: &[u8]) {
-        let tree = self.tree;
-        append_over(&mut self.writes, |k| Kv::get(tree, k), key, bytes);
-    }
     fn get_at(&self, key: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
         get_at_over(&self.writes, || Kv::get_at(self.tree, key, at, len), key, at, len)
     }
-    fn write_at(&mut self, key: Vec<u8>, at: usize, bytes: &[u8]) {
+    fn update(&mut self, key: Vec<u8>, change: impl FnOnce(&mut Vec<u8>)) {
         let tree = self.tree;
-        write_at_over(&mut self.writes, |k| Kv::get(tree, k), key, at, bytes);
+        update_over(&mut self.writes, |k| Kv::get(tree, k), key, change);
     }
 }
 
@@ -342,19 +323,23 @@ mod tests {
     }
 
     #[test]
-    fn append_over_sled_agrees_with_the_model() {
+    fn updates_over_sled_agree_with_the_model() {
         let (_dir, tree, mut mem) = model_and_sled(&[(b"a", b"12"), (b"b", b"x")]);
-        let mut over = Overlay::new(&tree);
-        for kv in [&mut over as &mut dyn Kv, &mut mem] {
+        fn change(kv: &mut impl Kv) {
             kv.append(b"a".to_vec(), b"3");
             kv.append(b"a".to_vec(), b"45");
             kv.del(b"b");
             kv.append(b"b".to_vec(), b"y");
             kv.append(b"c".to_vec(), b"new");
+            kv.write_at(b"d".to_vec(), 2, b"zz");
         }
-        for k in [&b"a"[..], b"b", b"c"] {
+        let mut over = Overlay::new(&tree);
+        change(&mut over);
+        change(&mut mem);
+        for k in [&b"a"[..], b"b", b"c", b"d"] {
             assert_eq!(over.get(k), mem.get(k), "{k:?}");
         }
+        assert_eq!(mem.get(b"d"), Some(b"\0\0zz".to_vec()));
         assert_eq!(mem.get(b"a"), Some(b"12345".to_vec()));
         assert_eq!(mem.get(b"b"), Some(b"y".to_vec()));
         assert_eq!(tree.get(b"a").unwrap().as_deref(), Some(&b"12"[..]), "nothing reaches sled before the batch");
