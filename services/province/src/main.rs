@@ -41,8 +41,12 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static ALLOCATOR: treem_heap::Allocator = treem_heap::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    treem_heap::configure();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

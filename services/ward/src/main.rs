@@ -4,8 +4,12 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: treem_heap::Allocator = treem_heap::Allocator;
+
 #[tokio::main]
 async fn main() {
+    treem_heap::configure();
     let cli = treem_ward::cli::Cli::parse();
     // A serving node logs at info; one-shot commands only warn, so their
     // own output stays readable.

@@ -39,7 +39,11 @@ const USAGE: &str = "usage: treem-bench [options]
   --json-out FILE         also write the report as JSON
   --keep                  keep the run directory";
 
+#[global_allocator]
+static ALLOCATOR: treem_heap::Allocator = treem_heap::Allocator;
+
 fn main() -> anyhow::Result<()> {
+    treem_heap::configure();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
     let exe = std::env::current_exe()?;

@@ -398,8 +398,12 @@ usage: treem-sample --ward CODE=URL [--ward CODE=URL ...] [--seed N] [--force]
   --force          load even into wards that already hold events
                    (their cases would then count twice)";
 
+#[global_allocator]
+static ALLOCATOR: treem_heap::Allocator = treem_heap::Allocator;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    treem_heap::configure();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

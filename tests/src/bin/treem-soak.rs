@@ -135,7 +135,11 @@ fn totals(reports: &[Report]) -> serde_json::Value {
     })
 }
 
+#[global_allocator]
+static ALLOCATOR: treem_heap::Allocator = treem_heap::Allocator;
+
 fn main() -> ExitCode {
+    treem_heap::configure();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

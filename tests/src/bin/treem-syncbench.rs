@@ -145,8 +145,12 @@ async fn publish(url: &str, name: &str, count: u64, in_flight: usize) -> anyhow:
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
+#[global_allocator]
+static ALLOCATOR: treem_heap::Allocator = treem_heap::Allocator;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    treem_heap::configure();
     let args = parse_args()?;
     let shipped = treem_tests::repo_root().join("deploy/nats/treem.conf");
     let text = std::fs::read_to_string(&shipped).with_context(|| format!("read {}", shipped.display()))?;
