@@ -96,15 +96,10 @@ async fn session(
         };
         let store = shared.store.clone();
         let ctx = shared.ctx.clone();
-        let outcomes = tokio::task::spawn_blocking(move || {
-            let outcomes = store.apply_prepared_batch(&ctx, &input, prepared);
-            drop(input);
-            crate::heap::release_free();
-            outcomes
-        })
-        .await
-        .map_err(|e| format!("apply task: {e}"))?
-        .map_err(|e| e.to_string())?;
+        let outcomes = tokio::task::spawn_blocking(move || store.apply_prepared_batch(&ctx, &input, prepared))
+            .await
+            .map_err(|e| format!("apply task: {e}"))?
+            .map_err(|e| e.to_string())?;
         let mut applied = 0u64;
         for o in &outcomes {
             match o {

@@ -25,7 +25,6 @@ pub mod deadletter;
 pub mod evlog;
 pub mod fold;
 pub mod forwarder;
-pub mod heap;
 pub mod http;
 pub mod keys;
 pub mod kv;
