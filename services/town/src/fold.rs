@@ -244,6 +244,9 @@ pub fn prepare_batch(ctx: &Ctx, messages: &[(&str, &[u8])]) -> Vec<Prepared> {
 }
 
 /// [`prepare_batch`] on `threads` threads (at least one), whatever the batch's size.
+/// One thread is the caller's; with more, each share goes to a thread of its
+/// own at a lower priority ([`crate::priority`]: the fold of the batch
+/// before gets a core first) while the caller waits.
 pub fn prepare_on(ctx: &Ctx, messages: &[(&str, &[u8])], threads: usize) -> Vec<Prepared> {
     let threads = threads.clamp(1, messages.len().max(1));
     let prepare_all = |chunk: &[(&str, &[u8])]| prepare_chunk(ctx, chunk);
@@ -252,9 +255,17 @@ pub fn prepare_on(ctx: &Ctx, messages: &[(&str, &[u8])], threads: usize) -> Vec<
     }
     let chunk = messages.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let rest: Vec<_> = messages[chunk..].chunks(chunk).map(|c| scope.spawn(move || prepare_all(c))).collect();
-        let mut prepared = prepare_all(&messages[..chunk]);
-        for handle in rest {
+        let shares: Vec<_> = messages
+            .chunks(chunk)
+            .map(|c| {
+                scope.spawn(move || {
+                    crate::priority::lower_this_thread();
+                    prepare_all(c)
+                })
+            })
+            .collect();
+        let mut prepared = Vec::with_capacity(messages.len());
+        for handle in shares {
             match handle.join() {
                 Ok(more) => prepared.extend(more),
                 Err(panic) => std::panic::resume_unwind(panic),

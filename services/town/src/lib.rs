@@ -29,6 +29,7 @@ pub mod http;
 pub mod keys;
 pub mod kv;
 pub mod parked;
+pub mod priority;
 pub mod projection;
 pub mod provenance;
 pub mod rebuild;
