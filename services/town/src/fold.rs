@@ -673,25 +673,37 @@ pub fn years_counted(case: &CaseState) -> std::ops::RangeInclusive<u16> {
 /// total changes are read and written — a support record mostly changes
 /// none. Every year either counts in is marked dirty.
 fn recount(kv: &mut impl Kv, before: Option<&CaseState>, after: Option<&CaseState>, dirty: &mut Dirty) {
-    let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    // The count a case adds to, by its parts: the store's key is built only
+    // for a count whose total changes (a support record mostly changes none).
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Count<'c> {
+        Cases { year: u16, ward: &'c str, category: &'static str, sex: &'static str, band: &'static str, status: &'static str },
+        Supported { year: u16, ward: &'c str, category: &'static str },
+    }
+    let mut deltas: BTreeMap<Count<'_>, i64> = BTreeMap::new();
     for (case, sign) in before.map(|c| (c, -1)).into_iter().chain(after.map(|c| (c, 1))) {
+        let (ward, category) = (case.ward.as_str(), case.category.name());
         for y in years_counted(case) {
             let status = match case.closed {
                 Some((_, closed)) if closed <= y => "closed",
                 _ => "open",
             };
-            *deltas.entry(keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status)).or_default() +=
-                sign;
+            let cases = Count::Cases { year: y, ward, category, sex: case.sex.name(), band: case.age_band.name(), status };
+            *deltas.entry(cases).or_default() += sign;
             let supported =
                 if case.category.counts_while_open() { case.supports.values().any(|&s| s <= y) } else { !case.supports.is_empty() };
             if supported {
-                *deltas.entry(keys::supported(y, &case.ward, case.category.name())).or_default() += sign;
+                *deltas.entry(Count::Supported { year: y, ward, category }).or_default() += sign;
             }
             dirty.insert(y);
         }
     }
-    for (key, delta) in deltas {
+    for (count, delta) in deltas {
         if delta != 0 {
+            let key = match count {
+                Count::Cases { year, ward, category, sex, band, status } => keys::count(year, ward, category, sex, band, status),
+                Count::Supported { year, ward, category } => keys::supported(year, ward, category),
+            };
             add_u64(kv, key, delta);
         }
     }
