@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
 use treem_proto::subject;
 
@@ -130,7 +131,12 @@ pub async fn ensure_consumer(
             stream.delete_consumer(&name).await.map_err(|e| err(&e))?;
             committed.min(old.ack_floor.stream_sequence)
         }
-        Err(_) => committed,
+        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => committed,
+        // No answer about it (timed out, no responders, offline: a cluster
+        // electing leaders after a node died): its ack floor is unknown, and
+        // a create over it fails ("start sequence can not be updated"), so
+        // the session starts over and asks again.
+        Err(e) => return Err(err(&e)),
     };
     // A stream that lost its tail (a power cut at the server before its
     // periodic fsync, or a restored older store) ends before what we
