@@ -39,9 +39,10 @@ pub async fn run(shared: Arc<Shared>, js: async_nats::jetstream::Context, forwar
     let min = Duration::from_millis(shared.config.backoff_min_ms);
     let max = Duration::from_millis(shared.config.backoff_max_ms);
     let mut backoff = min;
+    let mut received = Received::default();
     while !*stop.borrow() {
         let started = std::time::Instant::now();
-        match session(&shared, &js, &forward, &mut stop).await {
+        match session(&shared, &js, &forward, &mut stop, &mut received).await {
             Ok(()) => return,
             Err(e) => {
                 // A session that ran a while was healthy: the next failure
@@ -66,9 +67,13 @@ async fn session(
     js: &async_nats::jetstream::Context,
     forward: &Arc<Notify>,
     stop: &mut watch::Receiver<bool>,
+    received: &mut Received,
 ) -> Result<(), String> {
     let s = stream::ensure_stream(js, &shared.config).await.map_err(|e| e.to_string())?;
-    let consumer = stream::ensure_consumer(&s, &shared.config, shared.store.stream_seq()).await.map_err(|e| e.to_string())?;
+    let (consumer, start_after) = stream::ensure_consumer(&s, &shared.config, shared.store.stream_seq(), received.fallback())
+        .await
+        .map_err(|e| received.failed(e.to_string()))?;
+    *received = Received::after(start_after);
     tracing::info!(stream = %s.cached_info().config.name, "consuming ward events");
     *shared.last_error.lock().expect("lock") = None;
     // The next batch is fetched while this one is folded; the fetcher stops
@@ -117,6 +122,9 @@ async fn session(
         let acking = std::time::Instant::now();
         for m in &messages {
             m.ack().await.map_err(|e| format!("ack: {e}"))?;
+            if let Ok(info) = m.info() {
+                received.acked(info.stream_sequence);
+            }
         }
         tracing::debug!(messages = messages.len(), ack_us = acking.elapsed().as_micros() as u64, "batch acknowledged");
         shared.applied_notify.notify_waiters();
@@ -131,6 +139,60 @@ async fn session(
             // messages come again now rather than after the ack wait.
             return Err("fetch from the ward stream stalled after some messages; starting a new session".into());
         }
+    }
+}
+
+/// How long the server may give no answer about the town's consumer before
+/// the consumer is deleted and created after what this process received
+/// ([`stream::ensure_consumer`]).
+const NO_ANSWER_FALLBACK: Duration = Duration::from_secs(10);
+
+/// The stream sequences this process received and acknowledged since it
+/// last created the consumer: every one up to `contiguous`, and those above
+/// a gap (a message lost in flight, not yet delivered again). A floor the
+/// town knows without the server, for when the server cannot say
+/// ([`NO_ANSWER_FALLBACK`]); unknown until a session created the consumer.
+#[derive(Default)]
+struct Received {
+    contiguous: Option<u64>,
+    above: std::collections::BTreeSet<u64>,
+    /// Since when sessions have failed to set up the consumer.
+    failing_since: Option<std::time::Instant>,
+}
+
+/// Sequences kept above a gap at most; beyond, the floor stays where it is
+/// (a fallback then reads more again, which the fold skips by seq).
+const ABOVE_GAP_KEPT: usize = 100_000;
+
+impl Received {
+    fn after(start_after: u64) -> Received {
+        Received { contiguous: Some(start_after), above: Default::default(), failing_since: None }
+    }
+
+    fn acked(&mut self, seq: u64) {
+        let Some(contiguous) = self.contiguous.as_mut() else { return };
+        if seq <= *contiguous {
+            return;
+        }
+        if seq == *contiguous + 1 {
+            *contiguous = seq;
+            while self.above.remove(&(*contiguous + 1)) {
+                *contiguous += 1;
+            }
+        } else if self.above.len() < ABOVE_GAP_KEPT {
+            self.above.insert(seq);
+        }
+    }
+
+    /// The floor to fall back on, once the consumer has had no answer for
+    /// [`NO_ANSWER_FALLBACK`].
+    fn fallback(&self) -> Option<u64> {
+        self.failing_since.filter(|t| t.elapsed() >= NO_ANSWER_FALLBACK).and(self.contiguous)
+    }
+
+    fn failed(&mut self, error: String) -> String {
+        self.failing_since.get_or_insert_with(std::time::Instant::now);
+        error
     }
 }
 
@@ -261,4 +323,32 @@ async fn fetch(consumer: &PullConsumer, batch_size: usize) -> Result<Fetched, St
         tracing::debug!(received = messages.len(), "fetch stalled after some messages; applying them");
     }
     Ok(Fetched { messages, stalled })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_received_floor_stops_at_a_gap_until_it_fills_and_is_offered_only_after_failing_long_enough() {
+        let mut r = Received::after(10);
+        for seq in [11, 13, 14, 9, 11] {
+            r.acked(seq);
+        }
+        assert_eq!(r.contiguous, Some(11), "13 and 14 wait above the gap at 12");
+        r.acked(12);
+        assert_eq!(r.contiguous, Some(14));
+        assert!(r.above.is_empty());
+
+        assert_eq!(r.fallback(), None, "not failing");
+        r.failed("no answer".into());
+        assert_eq!(r.fallback(), None, "failing, but not for long");
+        r.failing_since = std::time::Instant::now().checked_sub(NO_ANSWER_FALLBACK);
+        assert_eq!(r.fallback(), Some(14));
+
+        let mut unknown = Received::default();
+        unknown.acked(1);
+        unknown.failing_since = std::time::Instant::now().checked_sub(NO_ANSWER_FALLBACK);
+        assert_eq!(unknown.fallback(), None, "a process that never created the consumer knows no floor");
+    }
 }

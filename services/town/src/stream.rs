@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
 use treem_proto::subject;
 
@@ -111,11 +112,21 @@ pub async fn ensure_ward_probes(stream: &stream::Stream, config: &Config) -> Res
 /// atomically with the projection), so after a crash the messages that
 /// were delivered but not acknowledged come again at once instead of after
 /// the ack wait, and nothing before `committed` is delivered twice.
+///
+/// `received`: when the server gives no answer about the old consumer (a
+/// cluster that cannot elect the consumer's leader, seen for minutes after
+/// a node and the stream leader died), the position up to which this
+/// process received and acknowledged every message since it last created
+/// the consumer (`consumer::Received`), if it knows one; the consumer is
+/// then deleted and created after that position. Without it the session
+/// fails and asks again. Returns the consumer and the stream sequence it
+/// starts after.
 pub async fn ensure_consumer(
     stream: &stream::Stream,
     config: &Config,
     committed: u64,
-) -> Result<consumer::Consumer<consumer::pull::Config>, StreamError> {
+    received: Option<u64>,
+) -> Result<(consumer::Consumer<consumer::pull::Config>, u64), StreamError> {
     let name = subject::town_consumer(&config.town);
     let err = |e: &dyn std::fmt::Display| StreamError::Consumer {
         stream: subject::town_events_stream(&config.province, &config.town),
@@ -132,11 +143,24 @@ pub async fn ensure_consumer(
             committed.min(old.ack_floor.stream_sequence)
         }
         Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => committed,
-        // No answer about it (timed out, no responders, offline: a cluster
-        // electing leaders after a node died): its ack floor is unknown, and
-        // a create over it fails ("start sequence can not be updated"), so
-        // the session starts over and asks again.
-        Err(e) => return Err(err(&e)),
+        // No answer about it (timed out, no responders, unavailable: a
+        // cluster electing leaders after a node died): its ack floor is
+        // unknown, and a create over it fails ("start sequence can not be
+        // updated"). What this process received without a gap is as good a
+        // floor; without one the session starts over and asks again.
+        Err(e) => match received {
+            Some(received) => {
+                tracing::warn!(error = %e, received, "no answer about the town's consumer; deleting it and starting after what this process received");
+                match stream.delete_consumer(&name).await {
+                    Ok(_) => {}
+                    Err(d) if matches!(d.kind(), ConsumerErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) =>
+                        {}
+                    Err(d) => return Err(err(&d)),
+                }
+                committed.min(received)
+            }
+            None => return Err(err(&e)),
+        },
     };
     // A stream that lost its tail (a power cut at the server before its
     // periodic fsync, or a restored older store) ends before what we
@@ -168,5 +192,6 @@ pub async fn ensure_consumer(
             ..Default::default()
         })
         .await
+        .map(|c| (c, committed))
         .map_err(|e| err(&e))
 }
