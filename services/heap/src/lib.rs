@@ -56,23 +56,23 @@ pub fn configure() {
     }
 }
 
-/// The purge delay mimalloc is running with.
-#[allow(unsafe_code)]
-pub fn purge_delay_ms() -> c_long {
-    // SAFETY: reads an option value.
-    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
-}
-
-/// Whether transparent huge pages are refused for this process.
-#[allow(unsafe_code)]
-pub fn huge_pages_refused() -> bool {
-    // SAFETY: reads a flag of the process.
-    unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The purge delay mimalloc is running with.
+    #[allow(unsafe_code)]
+    fn purge_delay_ms() -> c_long {
+        // SAFETY: reads an option value.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
+
+    /// Whether transparent huge pages are refused for this process.
+    #[allow(unsafe_code)]
+    fn huge_pages_refused() -> bool {
+        // SAFETY: reads a flag of the process.
+        unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
+    }
 
     #[test]
     fn configure_sets_the_purge_delay_and_refuses_huge_pages() {

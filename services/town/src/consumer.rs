@@ -99,6 +99,8 @@ async fn session(
             Some(batch) => batch?,
             None => return Err("the ward stream fetcher ended; starting a new session".into()),
         };
+        // Their stream sequences, read once when fetched (`store::input_of`).
+        let seqs: Vec<u64> = input.iter().map(|(_, _, seq)| *seq).collect();
         let store = shared.store.clone();
         let ctx = shared.ctx.clone();
         let outcomes = tokio::task::spawn_blocking(move || store.apply_prepared_batch(&ctx, &input, prepared))
@@ -122,9 +124,9 @@ async fn session(
         let acking = std::time::Instant::now();
         for m in &messages {
             m.ack().await.map_err(|e| format!("ack: {e}"))?;
-            if let Ok(info) = m.info() {
-                received.acked(info.stream_sequence);
-            }
+        }
+        for seq in seqs {
+            received.acked(seq);
         }
         tracing::debug!(messages = messages.len(), ack_us = acking.elapsed().as_micros() as u64, "batch acknowledged");
         shared.applied_notify.notify_waiters();

@@ -108,7 +108,7 @@ pub fn case(id: Uuid) -> Vec<u8> {
     k
 }
 pub fn count_prefix(year: u16) -> Vec<u8> {
-    format!("cnt/{year}/").into_bytes()
+    join(&[b"cnt/", decimal(year).as_bytes(), b"/"])
 }
 pub fn count(year: u16, ward: &str, category: &str, sex: &str, band: &str, status: &str) -> Vec<u8> {
     let year = decimal(year);
@@ -128,7 +128,7 @@ pub fn count(year: u16, ward: &str, category: &str, sex: &str, band: &str, statu
     ])
 }
 pub fn supported_prefix(year: u16) -> Vec<u8> {
-    format!("sup/{year}/").into_bytes()
+    join(&[b"sup/", decimal(year).as_bytes(), b"/"])
 }
 pub fn supported(year: u16, ward: &str, category: &str) -> Vec<u8> {
     let year = decimal(year);
@@ -175,6 +175,8 @@ mod tests {
             assert_eq!(decimal(year).as_bytes(), year.to_string().as_bytes());
             assert_eq!(count(year, "25320", "abuse", "f", "0-5", "open"), format!("cnt/{year}/25320/abuse/f/0-5/open").into_bytes());
             assert_eq!(supported(year, "25320", "abuse"), format!("sup/{year}/25320/abuse").into_bytes());
+            assert_eq!(count_prefix(year), format!("cnt/{year}/").into_bytes());
+            assert_eq!(supported_prefix(year), format!("sup/{year}/").into_bytes());
         }
         assert_eq!(pos("25320"), b"pos/25320");
         assert_eq!(ward_info("25320"), b"wi/25320");

@@ -31,7 +31,7 @@ pub fn lower_this_thread() {
 
 /// The calling thread's nice value.
 #[allow(unsafe_code)]
-pub fn this_thread_nice() -> i32 {
+fn this_thread_nice() -> i32 {
     // SAFETY: reads the scheduling weight of the calling thread.
     unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
 }

@@ -114,8 +114,8 @@ pub async fn ensure_ward_probes(stream: &stream::Stream, config: &Config) -> Res
 /// the ack wait, and nothing before `committed` is delivered twice.
 ///
 /// `received`: when the server gives no answer about the old consumer (a
-/// cluster that cannot elect the consumer's leader, seen for minutes after
-/// a node and the stream leader died), the position up to which this
+/// cluster that cannot elect the consumer's leader, seen for 30 s after a
+/// node and the stream leader died), the position up to which this
 /// process received and acknowledged every message since it last created
 /// the consumer (`consumer::Received`), if it knows one; the consumer is
 /// then deleted and created after that position. Without it the session
