@@ -143,6 +143,24 @@ pub(crate) fn put_json<T: Serialize>(kv: &mut impl Kv, key: Vec<u8>, value: &T) 
     kv.put(key, bytes);
 }
 
+/// The ward's sync facts (default if none yet; [`crate::records`]).
+pub(crate) fn ward_info(kv: &impl Kv, ward: &str) -> WardInfo {
+    kv.get(&keys::ward_info(ward)).and_then(|v| WardInfo::decode(&v)).unwrap_or_default()
+}
+
+pub(crate) fn put_ward_info(kv: &mut impl Kv, ward: &str, info: &WardInfo) {
+    kv.put(keys::ward_info(ward), info.encode());
+}
+
+/// A case the town holds ([`crate::records`]).
+fn get_case(kv: &impl Kv, case_id: Uuid) -> Option<CaseState> {
+    kv.get(&keys::case(case_id)).and_then(|v| CaseState::decode(&v))
+}
+
+fn put_case(kv: &mut impl Kv, case_id: Uuid, case: &CaseState) {
+    kv.put(keys::case(case_id), case.encode());
+}
+
 pub(crate) fn get_u64(kv: &impl Kv, key: &[u8]) -> u64 {
     kv.get(key).map(|v| keys::u64_of(&v)).unwrap_or(0)
 }
@@ -372,16 +390,16 @@ pub fn apply_prepared(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u
 
 /// Moves the ward's count of held events by `delta`; returns the new count.
 fn add_held(kv: &mut impl Kv, ward: &str, delta: i64) -> u64 {
-    let mut info: WardInfo = get_json(kv, &keys::ward_info(ward)).unwrap_or_default();
+    let mut info = ward_info(kv, ward);
     info.held = info.held.saturating_add_signed(delta);
-    put_json(kv, keys::ward_info(ward), &info);
+    put_ward_info(kv, ward, &info);
     info.held
 }
 
 /// Applies the ward's next event: its effect, or parks it with its seq
 /// consumed and returns the reason; and how many events the ward holds.
 fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: Envelope, dirty: &mut Dirty) -> (Option<String>, u64) {
-    let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
+    let mut info = ward_info(kv, &env.ward);
     let refused = match apply_effect(kv, ctx, &env, dirty) {
         Ok(()) => {
             info.applied += 1;
@@ -397,7 +415,7 @@ fn in_order(kv: &mut impl Kv, ctx: &Ctx, subject_str: &str, bytes: &[u8], env: E
     info.last_seq = env.seq;
     info.last_event_id = Some(env.id);
     info.last_recorded_at = Some(env.recorded_at);
-    put_json(kv, keys::ward_info(&env.ward), &info);
+    put_ward_info(kv, &env.ward, &info);
     kv.put(keys::pos(&env.ward), env.seq.to_be_bytes().to_vec());
     (refused, info.held)
 }
@@ -590,7 +608,7 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
                 closed: None,
             };
             recount(kv, None, Some(&case), dirty);
-            put_json(kv, keys::case(c.case_id), &case);
+            put_case(kv, c.case_id, &case);
         }
         Event::CaseSupportRecorded(s) => {
             let mut case = own_case(kv, ward, s.case_id)?;
@@ -600,7 +618,7 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
             let before = case.clone();
             case.supports.insert(id, s.year);
             recount(kv, Some(&before), Some(&case), dirty);
-            put_json(kv, keys::case(s.case_id), &case);
+            put_case(kv, s.case_id, &case);
         }
         Event::CaseClosed(c) => {
             let mut case = own_case(kv, ward, c.case_id)?;
@@ -613,7 +631,7 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
             let before = case.clone();
             case.closed = Some((id, c.year));
             recount(kv, Some(&before), Some(&case), dirty);
-            put_json(kv, keys::case(c.case_id), &case);
+            put_case(kv, c.case_id, &case);
         }
         other => return Err(format!("{} cannot be applied as a base event", other.kind())),
     }
@@ -621,8 +639,7 @@ fn apply_base(kv: &mut impl Kv, ward: &str, seq: u64, id: Uuid, event: &Event, d
 }
 
 fn own_case(kv: &impl Kv, ward: &str, case_id: Uuid) -> Result<CaseState, String> {
-    let case: CaseState =
-        get_json(kv, &keys::case(case_id)).ok_or_else(|| format!("case {case_id} is not open at this town; open it first"))?;
+    let case = get_case(kv, case_id).ok_or_else(|| format!("case {case_id} is not open at this town; open it first"))?;
     if case.ward != ward {
         return Err(format!("case {case_id} belongs to ward {}", case.ward));
     }
@@ -642,7 +659,7 @@ fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
         Event::CaseClosed(c) => c.case_id,
         _ => return,
     };
-    let Some(mut case) = get_json::<CaseState>(kv, &keys::case(case_id)) else { return };
+    let Some(mut case) = get_case(kv, case_id) else { return };
     let before = case.clone();
     match &rec.event {
         Event::CaseOpened(_) => {
@@ -659,7 +676,7 @@ fn undo(kv: &mut impl Kv, rec: &EvRecord, id: Uuid, dirty: &mut Dirty) {
         _ => {}
     }
     recount(kv, Some(&before), Some(&case), dirty);
-    put_json(kv, keys::case(case_id), &case);
+    put_case(kv, case_id, &case);
 }
 
 /// The years a case counts in: the year of an incident, or every year a

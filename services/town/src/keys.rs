@@ -5,13 +5,13 @@
 //! | key | value | meaning |
 //! | --- | --- | --- |
 //! | `pos/<ward>` | u64 BE | last ward `seq` applied (contiguous) |
-//! | `wi/<ward>` | JSON [`WardInfo`](crate::fold::WardInfo) | sync facts of the ward |
+//! | `wi/<ward>` | [`WardInfo`](crate::fold::WardInfo), binary ([`crate::records`]; JSON in stores written before) | sync facts of the ward |
 //! | `held/<ward>/<seq BE>` | event bytes | arrived ahead of a gap, waits its turn |
 //! | `evb/<ward>/<event id 16 bytes>` | up to 16 event entries | applied events of the ward from this id on, each with its body in force ([`crate::evlog`]) |
 //! | `evo/<ward>` | 40 bytes | the ward's last `evb/` block, which takes its next event: its first and last ids, events and bytes |
 //! | `ev/<event id 16 bytes>` | JSON `EvRecord` | an applied event's body in force, kept alone: ids that did not rise, and every event of stores written before `evb/` |
 //! | `fact/<fact key>/<seq BE>` | JSON | observation, population or recognition from event at `seq`; the highest seq wins |
-//! | `case/<case id 16 bytes>` | JSON `CaseState` | one pseudonymous case |
+//! | `case/<case id 16 bytes>` | [`CaseState`](crate::fold::CaseState), binary ([`crate::records`]; JSON in stores written before) | one pseudonymous case |
 //! | `cnt/<year>/<ward>/<category>/<sex>/<band>/<status>` | u64 BE | cases counted in the year |
 //! | `sup/<year>/<ward>/<category>` | u64 BE | of those, cases with support |
 //! | `parked/<n BE>` | JSON [`Parked`](crate::parked::Parked) | refused messages with the reason, the exact bytes and, once replayed, when and what came of it |

@@ -33,6 +33,7 @@ pub mod priority;
 pub mod projection;
 pub mod provenance;
 pub mod rebuild;
+pub mod records;
 pub mod replay;
 pub mod stipend;
 pub mod store;

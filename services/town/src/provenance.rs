@@ -73,8 +73,7 @@ use std::time::SystemTime;
 use treem_proto::event::Envelope;
 use treem_proto::provenance::{self, EventHash, KeyError, KeyRing, ProvenanceError, RegisteredKey, Seal, Verified};
 
-use crate::fold::{Outcome, WardInfo, get_json, put_json};
-use crate::keys;
+use crate::fold::{Outcome, put_ward_info, ward_info};
 use crate::kv::Kv;
 use crate::parked::{Unplaced, park};
 
@@ -371,9 +370,9 @@ pub(crate) fn link(kv: &impl Kv, env: &Envelope) -> Result<(), String> {
 /// Parks a message whose provenance was refused, without moving the ward's
 /// position, and counts it in the ward's sync facts.
 pub(crate) fn refuse(kv: &mut impl Kv, subject: &str, bytes: &[u8], env: &Envelope, reason: String) -> Outcome {
-    let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
+    let mut info = ward_info(kv, &env.ward);
     info.provenance_failures += 1;
-    put_json(kv, keys::ward_info(&env.ward), &info);
+    put_ward_info(kv, &env.ward, &info);
     park(kv, subject, bytes, Unplaced::event(&env.ward, env), reason)
 }
 

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use treem_proto::event::Envelope;
 use treem_proto::subject;
 
-use crate::fold::{self, Ctx, Dirty, Outcome, Scratch, WardInfo, get_json, get_u64, put_json};
+use crate::fold::{self, Ctx, Dirty, Outcome, Scratch, get_json, get_u64, put_json};
 use crate::keys;
 use crate::kv::Kv;
 use crate::parked::{Parked, Unplaced, park};
@@ -285,10 +285,10 @@ fn replay_refused(kv: &mut impl Kv, ctx: &Ctx, n: u64, bytes: &[u8], dirty: &mut
     }
     fold::apply_effect(kv, ctx, &env, dirty).map_err(still)?;
     kv.put(keys::replayed_event(env.id), n.to_be_bytes().to_vec());
-    let mut info: WardInfo = get_json(kv, &keys::ward_info(&env.ward)).unwrap_or_default();
+    let mut info = fold::ward_info(kv, &env.ward);
     info.applied += 1;
     info.parked = info.parked.saturating_sub(1);
-    put_json(kv, keys::ward_info(&env.ward), &info);
+    fold::put_ward_info(kv, &env.ward, &info);
     Ok(ReplayOutcome::Applied { ward: env.ward, seq: env.seq, then_applied: 0 })
 }
 
@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(pos(&kv, "25320"), 2, "the ward's position is left alone");
         assert_eq!(facts(&kv, "25320", "16").len(), 1, "the effect, under its original seq");
         assert!(kv.get(&keys::replayed_event(refused.id)).is_some());
-        let info: WardInfo = get_json(&kv, &keys::ward_info("25320")).unwrap();
+        let info = fold::WardInfo::decode(&kv.get(&keys::ward_info("25320")).unwrap()).unwrap();
         assert_eq!((info.applied, info.parked), (2, 0));
         let rec: Parked = get_json(&kv, &keys::parked(1)).unwrap();
         assert_eq!(rec.replayed.as_ref().map(|r| &r.outcome), Some(&outcome));

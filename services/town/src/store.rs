@@ -305,18 +305,18 @@ fn recount_held(tree: &sled::Tree) -> Result<(), sled::Error> {
     let mut wrong = 0;
     for entry in tree.scan_prefix(keys::WARD_INFO_PREFIX) {
         let (key, value) = entry?;
-        let Ok(mut info) = serde_json::from_slice::<fold::WardInfo>(&value) else { continue };
+        let Some(mut info) = fold::WardInfo::decode(&value) else { continue };
         let held = counts.remove(&key[keys::WARD_INFO_PREFIX.len()..]).unwrap_or(0);
         if info.held != held {
             info.held = held;
-            batch.insert(key.to_vec(), serde_json::to_vec(&info).expect("serialises"));
+            batch.insert(key.to_vec(), info.encode());
             wrong += 1;
         }
     }
     for (ward, held) in counts {
         let mut key = keys::WARD_INFO_PREFIX.to_vec();
         key.extend_from_slice(&ward);
-        batch.insert(key, serde_json::to_vec(&fold::WardInfo { held, ..Default::default() }).expect("serialises"));
+        batch.insert(key, fold::WardInfo { held, ..Default::default() }.encode());
         wrong += 1;
     }
     if wrong > 0 {

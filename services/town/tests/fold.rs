@@ -8,7 +8,7 @@ use treem_proto::event::*;
 use treem_proto::hierarchy::Hierarchy;
 use treem_proto::judge::Fraction;
 use treem_proto::subject::{self, WardPath};
-use treem_town::fold::{self, Ctx, Dirty, Outcome};
+use treem_town::fold::{self, Ctx, Dirty, Outcome, WardInfo};
 use treem_town::kv::MemKv;
 use treem_town::projection::{cases, indicators};
 use uuid::Uuid;
@@ -286,20 +286,72 @@ fn a_store_written_before_wards_counted_their_held_events_still_releases_them() 
         let store = treem_town::store::TownStore::open(dir.path()).unwrap();
         let outcomes = store.apply_batch(&c, &[input(&e1, 1), input(&e3, 2)]).unwrap();
         assert!(matches!(outcomes[1], Outcome::Held { seq: 3, .. }), "{outcomes:?}");
-        // As a store written before the count: the ward's record without it.
-        let mut info: serde_json::Value = serde_json::from_slice(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
-        assert_eq!(info["held"], 1);
+        // As a store written before the count: the ward's record, as JSON
+        // (as stores before kept it), without the count.
+        let info = WardInfo::decode(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
+        assert_eq!(info.held, 1);
+        let mut info = serde_json::to_value(&info).unwrap();
         info.as_object_mut().unwrap().remove("held");
         store.tree.insert(info_key, serde_json::to_vec(&info).unwrap()).unwrap();
         store.sync().unwrap();
     }
     let store = treem_town::store::TownStore::open(dir.path()).unwrap();
-    let info: serde_json::Value = serde_json::from_slice(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
-    assert_eq!(info["held"], 1, "recounted when opened");
+    let info = WardInfo::decode(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
+    assert_eq!(info.held, 1, "recounted when opened");
     let outcomes = store.apply_batch(&c, &[input(&e2, 3)]).unwrap();
     assert!(matches!(outcomes[0], Outcome::Applied { seq: 2, then_applied: 1, .. }), "{outcomes:?}");
     assert_eq!(store.tree.get(b"pos/25320").unwrap().as_deref(), Some(&3u64.to_be_bytes()[..]));
     assert!(store.tree.scan_prefix(b"held/").next().is_none());
-    let info: serde_json::Value = serde_json::from_slice(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
-    assert_eq!(info["held"], 0);
+    let info = WardInfo::decode(&store.tree.get(info_key).unwrap().unwrap()).unwrap();
+    assert_eq!(info.held, 0);
+}
+
+/// Stores written before keep cases and the wards' sync facts as JSON
+/// (`treem_town::records`): the fold reads them and carries on exactly as
+/// over its own binary records, rewriting each in the binary form when it
+/// changes.
+#[test]
+fn cases_and_sync_facts_stored_as_json_by_earlier_versions_still_apply() {
+    use treem_town::kv::{Kv as _, KvScan as _};
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let first = [
+        env("25320", 1, population(2024, 2000)),
+        env("25320", 2, open(a, CaseCategory::SpecialCircumstances, 2023)),
+        env("25320", 3, open(b, CaseCategory::Abuse, 2024)),
+    ];
+    let then = [
+        env("25320", 4, Event::CaseSupportRecorded(CaseSupportRecorded { case_id: a, year: 2024, support: "care".into() })),
+        env("25320", 5, Event::CaseClosed(CaseClosed { case_id: a, year: 2025, reason: "reunited".into() })),
+        env("25320", 6, Event::CaseSupportRecorded(CaseSupportRecorded { case_id: b, year: 2024, support: "care".into() })),
+        env("25320", 7, Event::EventRetracted(EventRetracted { replaces: first[2].id, reason: "entered twice".into() })),
+    ];
+    let mut binary = MemKv::default();
+    let mut json = MemKv::default();
+    for e in &first {
+        apply(&mut binary, e);
+        apply(&mut json, e);
+    }
+    // What an earlier version wrote: the same records as JSON.
+    let mut rewritten = 0;
+    for prefix in [&b"case/"[..], &b"wi/"[..]] {
+        for (key, value) in json.scan_prefix(prefix) {
+            let as_json = if prefix == b"case/" {
+                serde_json::to_vec(&fold::CaseState::decode(&value).unwrap()).unwrap()
+            } else {
+                serde_json::to_vec(&WardInfo::decode(&value).unwrap()).unwrap()
+            };
+            json.put(key, as_json);
+            rewritten += 1;
+        }
+    }
+    assert_eq!(rewritten, 3, "two cases and one ward's sync facts");
+    for e in &then {
+        assert!(matches!(apply(&mut binary, e), Outcome::Applied { .. }));
+        assert!(matches!(apply(&mut json, e), Outcome::Applied { .. }));
+    }
+    assert_eq!(json.scan_prefix(b""), binary.scan_prefix(b""), "the same store, byte for byte, once every record changed");
+    for year in [2023, 2024, 2025] {
+        assert_eq!(cases::summary(&json, year, None), cases::summary(&binary, year, None));
+    }
+    assert_eq!(town_figure(&json, 2024, "8b"), Some(Fraction { numerator: 1, denominator: 1 }));
 }

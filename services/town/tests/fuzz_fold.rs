@@ -248,7 +248,7 @@ fn stored_counts(kv: &MemKv) -> BTreeMap<Vec<u8>, u64> {
 fn counts_of_cases(kv: &MemKv) -> BTreeMap<Vec<u8>, u64> {
     let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     for (_, v) in kv.scan_prefix(b"case/") {
-        let case: fold::CaseState = serde_json::from_slice(&v).expect("a stored case reads");
+        let case = fold::CaseState::decode(&v).expect("a stored case reads");
         for y in fold::years_counted(&case) {
             let status = if case.closed.is_some_and(|(_, closed)| closed <= y) { "closed" } else { "open" };
             *counts.entry(keys::count(y, &case.ward, case.category.name(), case.sex.name(), case.age_band.name(), status)).or_default() +=
