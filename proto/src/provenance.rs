@@ -238,7 +238,7 @@ impl SigningKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey::new(self.0.verifying_key())
     }
 
     pub fn key_id(&self) -> String {
@@ -275,25 +275,35 @@ impl fmt::Debug for SigningKey {
 
 /// A ward's public key.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PublicKey(ed25519_dalek::VerifyingKey);
+pub struct PublicKey {
+    key: ed25519_dalek::VerifyingKey,
+    /// Of small order (the signature rule refuses such a key,
+    /// [`crate::signatures`]): found once here, not for every signature
+    /// (it was a twentieth of a town's signature checks).
+    weak: bool,
+}
 
 impl PublicKey {
+    fn new(key: ed25519_dalek::VerifyingKey) -> PublicKey {
+        PublicKey { weak: key.is_weak(), key }
+    }
+
     /// Reads 64 hex digits; refuses bytes that are not a point of the curve.
     pub fn from_hex(s: &str) -> Result<PublicKey, KeyError> {
         let bytes: [u8; 32] = unhex(s)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| KeyError::BadPublicKey { detail: format!("{s:?} is not {PUBLIC_KEY_HEX_LEN} hex digits") })?;
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map(PublicKey)
+            .map(PublicKey::new)
             .map_err(|e| KeyError::BadPublicKey { detail: format!("{s:?} is not an ed25519 public key: {e}") })
     }
 
     pub fn to_hex(&self) -> String {
-        hex(self.0.as_bytes())
+        hex(self.key.as_bytes())
     }
 
     pub fn key_id(&self) -> String {
-        key_id_of(self.0.as_bytes())
+        key_id_of(self.key.as_bytes())
     }
 
     /// Whether `signature` (64 bytes) is this key's signature of `message`
@@ -303,7 +313,12 @@ impl PublicKey {
     }
 
     pub(crate) fn verifying_key(&self) -> &ed25519_dalek::VerifyingKey {
-        &self.0
+        &self.key
+    }
+
+    /// Whether the key is of small order (`VerifyingKey::is_weak`).
+    pub(crate) fn is_weak(&self) -> bool {
+        self.weak
     }
 }
 

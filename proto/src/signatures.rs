@@ -72,10 +72,10 @@ fn decode(check: &SignatureCheck<'_>) -> Option<Decoded> {
     let s_bytes: [u8; 32] = s_bytes.try_into().ok()?;
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
     let r = CompressedEdwardsY(r_bytes).decompress()?;
-    let key = check.key.verifying_key();
-    if r.is_small_order() || key.is_weak() {
+    if r.is_small_order() || check.key.is_weak() {
         return None;
     }
+    let key = check.key.verifying_key();
     let mut h = Sha512::new();
     h.update(r_bytes);
     h.update(key.as_bytes());
@@ -199,6 +199,31 @@ mod tests {
         let valid: Vec<SignatureCheck<'_>> = checks.iter().zip(&alone).filter(|(_, ok)| **ok).map(|(c, _)| *c).collect();
         assert!(verify_all(&valid).iter().all(|ok| *ok));
         assert!(verify_all(&[]).is_empty());
+    }
+
+    /// A key of small order "signs" any message: with `A` the identity,
+    /// `R = [s]B` satisfies the equation whatever `k`. The rule refuses the
+    /// key, alone and in a batch (the key's weakness is found once, when
+    /// the key is read).
+    #[test]
+    fn a_weak_key_never_verifies() {
+        let signers = keys(1);
+        let good = signers[0].public_key();
+        for torsion in curve25519_dalek::constants::EIGHT_TORSION {
+            let hex: String = torsion.compress().to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let weak = PublicKey::from_hex(&hex).expect("a point of the curve");
+            let s = Scalar::from(5u64);
+            let mut forged = (ED25519_BASEPOINT_POINT * s).compress().to_bytes().to_vec();
+            forged.extend_from_slice(s.as_bytes());
+            let m = b"{\"seq\":1}".to_vec();
+            let by_good = signers[0].sign_bytes(&m);
+            let checks = [
+                SignatureCheck { key: &weak, message: &m, signature: &forged },
+                SignatureCheck { key: &good, message: &m, signature: &by_good },
+            ];
+            assert!(!verify_one(&checks[0]));
+            assert_eq!(verify_all(&checks), vec![false, true]);
+        }
     }
 
     #[test]
