@@ -55,14 +55,10 @@ impl CaseState {
         for g in &self.groups {
             out.extend_from_slice(&u32::from(*g).to_be_bytes());
         }
-        match self.closed {
-            None => out.push(0),
-            Some((id, year)) => {
-                out.push(1);
-                out.extend_from_slice(id.as_bytes());
-                out.extend_from_slice(&year.to_be_bytes());
-            }
-        }
+        put_opt(&mut out, self.closed, |out, (id, year)| {
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(&year.to_be_bytes());
+        });
         out.extend_from_slice(&(self.supports.len() as u32).to_be_bytes());
         for (id, year) in &self.supports {
             out.extend_from_slice(id.as_bytes());
@@ -73,28 +69,21 @@ impl CaseState {
 
     /// A stored case in either form; `None` if it reads as neither.
     pub fn decode(bytes: &[u8]) -> Option<CaseState> {
-        if bytes.first() == Some(&b'{') {
-            return serde_json::from_slice(bytes).ok();
-        }
-        let mut r = Reader::new(bytes, BINARY_V1)?;
-        let ward = r.str()?;
-        let opened_by = r.uuid()?;
-        let year = r.u16()?;
-        let category = *CaseCategory::ALL.get(r.u8()? as usize)?;
-        let sex = *SEXES.get(r.u8()? as usize)?;
-        let age_band = *AGE_BANDS.get(r.u8()? as usize)?;
-        let groups = (0..r.count(4)?).map(|_| char::from_u32(r.u32()?)).collect::<Option<Vec<char>>>()?;
-        let closed = match r.u8()? {
-            0 => None,
-            1 => Some((r.uuid()?, r.u16()?)),
-            _ => return None,
-        };
-        let mut supports = BTreeMap::new();
-        for _ in 0..r.count(18)? {
-            supports.insert(r.uuid()?, r.u16()?);
-        }
-        r.end()?;
-        Some(CaseState { ward, opened_by, year, category, groups, sex, age_band, supports, closed })
+        decode_either(bytes, |r| {
+            let ward = r.str()?;
+            let opened_by = r.uuid()?;
+            let year = r.u16()?;
+            let category = *CaseCategory::ALL.get(r.u8()? as usize)?;
+            let sex = *SEXES.get(r.u8()? as usize)?;
+            let age_band = *AGE_BANDS.get(r.u8()? as usize)?;
+            let groups = (0..r.count(4)?).map(|_| char::from_u32(r.u32()?)).collect::<Option<Vec<char>>>()?;
+            let closed = r.opt(|r| Some((r.uuid()?, r.u16()?)))?;
+            let mut supports = BTreeMap::new();
+            for _ in 0..r.count(18)? {
+                supports.insert(r.uuid()?, r.u16()?);
+            }
+            Some(CaseState { ward, opened_by, year, category, groups, sex, age_band, supports, closed })
+        })
     }
 }
 
@@ -103,21 +92,11 @@ impl WardInfo {
         let mut out = Vec::with_capacity(80);
         out.push(BINARY_V1);
         out.extend_from_slice(&self.last_seq.to_be_bytes());
-        match self.last_event_id {
-            None => out.push(0),
-            Some(id) => {
-                out.push(1);
-                out.extend_from_slice(id.as_bytes());
-            }
-        }
-        match self.last_recorded_at {
-            None => out.push(0),
-            Some(at) => {
-                out.push(1);
-                out.extend_from_slice(&at.timestamp().to_be_bytes());
-                out.extend_from_slice(&at.timestamp_subsec_nanos().to_be_bytes());
-            }
-        }
+        put_opt(&mut out, self.last_event_id, |out, id| out.extend_from_slice(id.as_bytes()));
+        put_opt(&mut out, self.last_recorded_at, |out, at| {
+            out.extend_from_slice(&at.timestamp().to_be_bytes());
+            out.extend_from_slice(&at.timestamp_subsec_nanos().to_be_bytes());
+        });
         for n in [self.applied, self.parked, self.provenance_failures, self.held] {
             out.extend_from_slice(&n.to_be_bytes());
         }
@@ -126,32 +105,43 @@ impl WardInfo {
 
     /// Stored sync facts in either form; `None` if they read as neither.
     pub fn decode(bytes: &[u8]) -> Option<WardInfo> {
-        if bytes.first() == Some(&b'{') {
-            return serde_json::from_slice(bytes).ok();
+        decode_either(bytes, |r| {
+            Some(WardInfo {
+                last_seq: r.u64()?,
+                last_event_id: r.opt(Reader::uuid)?,
+                last_recorded_at: r.opt(|r| DateTime::<Utc>::from_timestamp(r.u64()? as i64, r.u32()?))?,
+                applied: r.u64()?,
+                parked: r.u64()?,
+                provenance_failures: r.u64()?,
+                held: r.u64()?,
+            })
+        })
+    }
+}
+
+/// A record in either form: JSON (stores written before), or the binary
+/// form, which `read` must read to its very end.
+fn decode_either<T: serde::de::DeserializeOwned>(bytes: &[u8], read: impl FnOnce(&mut Reader<'_>) -> Option<T>) -> Option<T> {
+    if bytes.first() == Some(&b'{') {
+        return serde_json::from_slice(bytes).ok();
+    }
+    let (&version, rest) = bytes.split_first()?;
+    if version != BINARY_V1 {
+        return None;
+    }
+    let mut r = Reader { rest };
+    let value = read(&mut r)?;
+    r.rest.is_empty().then_some(value)
+}
+
+/// `0`, or `1` and what `write` writes of the value.
+fn put_opt<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            write(out, v);
         }
-        let mut r = Reader::new(bytes, BINARY_V1)?;
-        let last_seq = r.u64()?;
-        let last_event_id = match r.u8()? {
-            0 => None,
-            1 => Some(r.uuid()?),
-            _ => return None,
-        };
-        let last_recorded_at = match r.u8()? {
-            0 => None,
-            1 => Some(DateTime::<Utc>::from_timestamp(r.u64()? as i64, r.u32()?)?),
-            _ => return None,
-        };
-        let info = WardInfo {
-            last_seq,
-            last_event_id,
-            last_recorded_at,
-            applied: r.u64()?,
-            parked: r.u64()?,
-            provenance_failures: r.u64()?,
-            held: r.u64()?,
-        };
-        r.end()?;
-        Some(info)
     }
 }
 
@@ -166,11 +156,6 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// After the first byte, which must be `version`.
-    fn new(bytes: &'a [u8], version: u8) -> Option<Reader<'a>> {
-        let (&first, rest) = bytes.split_first()?;
-        (first == version).then_some(Reader { rest })
-    }
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, rest) = self.rest.split_first_chunk::<N>()?;
         self.rest = rest;
@@ -203,9 +188,14 @@ impl<'a> Reader<'a> {
         self.rest = rest;
         String::from_utf8(s.to_vec()).ok()
     }
-    /// Nothing left over.
-    fn end(self) -> Option<()> {
-        self.rest.is_empty().then_some(())
+    /// What [`put_opt`] wrote: `Some(None)` for `0`, `None` for a flag
+    /// that is neither `0` nor `1` or a value `read` fails on.
+    fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => read(self).map(Some),
+            _ => None,
+        }
     }
 }
 
