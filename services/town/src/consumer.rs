@@ -82,9 +82,6 @@ async fn session(
     let (tx, mut fetched) = mpsc::channel(1);
     let _fetcher = AbortOnDrop(tokio::spawn(fetcher(shared.clone(), consumer, tx)));
     let mut wake = ForwardWake { forward: forward.clone(), last: None, held: false };
-    // Since when this loop has waited for the next prepared batch: near zero
-    // while the fold and commit are what sets the pace (debug timings).
-    let mut waiting_since = std::time::Instant::now();
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -102,7 +99,6 @@ async fn session(
             Some(batch) => batch?,
             None => return Err("the ward stream fetcher ended; starting a new session".into()),
         };
-        let waited = waiting_since.elapsed();
         // Their stream sequences, read once when fetched (`store::input_of`).
         let seqs: Vec<u64> = input.iter().map(|(_, _, seq)| *seq).collect();
         let store = shared.store.clone();
@@ -132,13 +128,7 @@ async fn session(
         for seq in seqs {
             received.acked(seq);
         }
-        tracing::debug!(
-            messages = messages.len(),
-            ack_us = acking.elapsed().as_micros() as u64,
-            waited_us = waited.as_micros() as u64,
-            "batch acknowledged"
-        );
-        waiting_since = std::time::Instant::now();
+        tracing::debug!(messages = messages.len(), ack_us = acking.elapsed().as_micros() as u64, "batch acknowledged");
         shared.applied_notify.notify_waiters();
         if messages.len() < shared.config.batch_size {
             wake.now();
