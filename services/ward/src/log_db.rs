@@ -57,6 +57,13 @@ use crate::log::{LogError, REOPEN_MIN_FREE_BYTES, WardLog};
 /// The `meta` key holding the ward the log belongs to.
 pub(crate) const WARD: &str = "ward";
 
+/// sled's page cache for the ward log. sled's default is 1 GiB, which a
+/// ward filled with its whole log as it replicated a backlog (226 MB of
+/// memory after 200,000 events, BENCHMARKS.md): on a ward laptop the
+/// log's recent pages are what is read (appends, the replicator's next
+/// events); older pages come back from the OS's file cache when needed.
+pub(crate) const CACHE_BYTES: u64 = 16 << 20;
+
 /// Why a handle may no longer be written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Broken {
@@ -227,7 +234,7 @@ impl LogDb {
     pub(crate) fn open(data_dir: &Path, dir: &Path, ward: &WardPath) -> Result<LogDb, LogError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::Storage { action: "create the directory of", detail: format!("{}: {e}", dir.display()) })?;
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
             sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => LogError::Locked { dir: dir.to_path_buf() },
             other => LogError::Storage { action: "open", detail: format!("{}: {other}", dir.display()) },
         })?;
