@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::fold::WardInfo;
+use crate::fold;
 use crate::keys;
 use crate::kv::{Kv, KvScan};
 
@@ -36,7 +36,7 @@ pub fn ward_sync<K: Kv + KvScan>(kv: &K, ward: &str, name: &str, now: DateTime<U
     // two reads are not one snapshot, and a batch committed between them
     // would otherwise show a position ahead of the facts (applied, parked).
     let pos = kv.get(&keys::pos(ward)).map(|v| keys::u64_of(&v)).unwrap_or(0);
-    let info: WardInfo = kv.get(&keys::ward_info(ward)).and_then(|v| WardInfo::decode(&v)).unwrap_or_default();
+    let info = fold::ward_info(kv, ward);
     let held = kv.scan_prefix(&keys::held_prefix(ward));
     let gap = held.first().map(|(k, _)| (pos + 1, keys::trailing_u64(k) - 1));
     WardSync {
