@@ -205,6 +205,40 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
             Some(0.5),
         ));
     }
+    if let Some(s) = &f.stream {
+        let cpu = |label: &str, c: &super::town::Cpu| {
+            let ((p, n), (pc, nc)) = (c.per_event_us(s.messages), c.cores());
+            format!("{label} {} + nats-server {} µs ({} + {} cores busy)", num(p), num(n), num(pc), num(nc))
+        };
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        rows.push(Row {
+            stage: format!("CPU per event over the full stream ({cores} cores)"),
+            treem: format!("{}; {}", cpu("apply: town", &s.cpu_apply), cpu("rebuild:", &s.cpu_rebuild)),
+            raw: format!("{}; {}", cpu("fetch + ack: client", &s.cpu_raw_ack), cpu("no ack: client", &s.cpu_raw_no_ack)),
+            ratio: None,
+            goal: "—".into(),
+            met: None,
+            figure: s.cpu_apply.per_event_us(s.messages).0,
+        });
+    }
+    if let Some(s) = f.stream.as_ref().filter(|s| s.signatures.checked > 0) {
+        let g = &s.signatures;
+        rows.push(Row {
+            stage: "town: the stream's signatures checked alone (ed25519, every event has one), per s".into(),
+            treem: "—".into(),
+            raw: format!(
+                "`verify_all` in shares of batches of {} on {} cores: {}/s, {} µs of CPU each",
+                count(treem_town::Config::default().batch_size as u64),
+                g.cores,
+                num(g.rate()),
+                num(g.cpu.per_event_us(g.checked).0)
+            ),
+            ratio: None,
+            goal: "—".into(),
+            met: None,
+            figure: g.rate(),
+        });
+    }
     if let Some(l) = f.live.as_ref().filter(|l| !l.latency_town.is_empty()) {
         let extra = if l.latency_missing > 0 { format!(" ({} events never seen)", l.latency_missing) } else { String::new() };
         let rate = format!("at {}/s recorded over HTTP", num(l.latency_rate));

@@ -71,7 +71,7 @@ use treem_proto::subject::{self, WardPath};
 use super::hierarchy::{synthetic, synthetic_codes};
 use super::jetstream::{IN_FLIGHT, context};
 use super::procs::Viewer;
-use super::stats::{Latencies, rate};
+use super::stats::{Latencies, cpu_times, rate};
 use super::system::get_json;
 use super::workload::{CURRENT_YEAR, MARKER_CODE, Mix, PROBE_CODE, envelope, observed};
 use super::{Scratch, wait_until};
@@ -534,42 +534,4 @@ impl Backlog {
 async fn numerator(http: &reqwest::Client, url: &str) -> Option<u64> {
     let v = get_json(http, url).await.ok()?;
     Some(v["indicators"][0]["numerator"].as_u64().unwrap_or(0))
-}
-
-/// CPU time (user + system) so far of this process, and of its live
-/// `nats-server` children (`/proc/<pid>/stat`; zero where `/proc` is missing).
-fn cpu_times() -> (Duration, Duration) {
-    let me = std::process::id();
-    let mut nats = Duration::ZERO;
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Some((comm, ppid, cpu)) = proc_stat(pid)
-                && ppid == me
-                && comm == "nats-server"
-            {
-                nats += cpu;
-            }
-        }
-    }
-    (proc_stat(me).map_or(Duration::ZERO, |(_, _, cpu)| cpu), nats)
-}
-
-/// `(comm, ppid, utime + stime)` of a process.
-fn proc_stat(pid: u32) -> Option<(String, u32, Duration)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, tail) = stat.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_string();
-    let f: Vec<&str> = tail.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some((comm, f.get(1)?.parse().ok()?, Duration::from_secs_f64(ticks as f64 / clock_ticks())))
-}
-
-/// Clock ticks a second, the unit of `/proc/<pid>/stat` times.
-#[allow(unsafe_code)]
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf takes an integer and touches no memory of ours.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }

@@ -73,6 +73,49 @@ fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     kib.parse().with_context(|| format!("{field} in {path} is not a number: {line:?}"))
 }
 
+/// CPU time (user + system) so far of this process, and of its live
+/// `nats-server` children (`/proc/<pid>/stat`; zero where `/proc` is missing).
+pub fn cpu_times() -> (Duration, Duration) {
+    let me = std::process::id();
+    let mut nats = Duration::ZERO;
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((comm, ppid, cpu)) = proc_stat(pid)
+                && ppid == me
+                && comm == "nats-server"
+            {
+                nats += cpu;
+            }
+        }
+    }
+    (proc_stat(me).map_or(Duration::ZERO, |(_, _, cpu)| cpu), nats)
+}
+
+/// `(comm, ppid, utime + stime)` of a process.
+fn proc_stat(pid: u32) -> Option<(String, u32, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let f: Vec<&str> = tail.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((comm, f.get(1)?.parse().ok()?, Duration::from_secs_f64(ticks as f64 / clock_ticks())))
+}
+
+/// Clock ticks a second, the unit of `/proc/<pid>/stat` times.
+#[allow(unsafe_code)]
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// CPU time (user + system) so far of process `pid` (zero once it is gone).
+pub fn cpu_of(pid: u32) -> Duration {
+    proc_stat(pid).map_or(Duration::ZERO, |(_, _, cpu)| cpu)
+}
+
 /// A human figure: `12,345`, `1.23`, `0.0456`.
 pub fn num(v: f64) -> String {
     if v >= 1000.0 {

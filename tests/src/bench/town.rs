@@ -11,6 +11,9 @@
 //!   the town's memory after applying them all;
 //! - rebuild: [`treem_town::rebuild::rebuild_into`] (what `treem-town
 //!   rebuild` runs) into a fresh store, in this process.
+//! - the CPU time of each of the four, of the process doing the work and
+//!   of the nats-server (`/proc`): whether the machine's two cores were the
+//!   limit, and what an event cost each side;
 //! - the memory of a ward: a ward binary with an empty log, idle, then
 //!   while it records over HTTP.
 
@@ -26,7 +29,7 @@ use treem_town::fold::Ctx;
 use super::hierarchy::{BENCH_TOWN, RSS_WARD};
 use super::jetstream::{context, raw_consume};
 use super::procs::{Service, Viewer};
-use super::stats::rate;
+use super::stats::{cpu_of, cpu_times, rate};
 use super::system::{keys_file, start_town, town_positions, ward_env};
 use super::{Options, Scratch, wait_until};
 
@@ -39,6 +42,62 @@ pub struct StreamFigures {
     pub town_apply: f64,
     pub rss_town_applied: u64,
     pub rebuild: f64,
+    /// CPU over each of the four: where the machine's cores went.
+    pub cpu_raw_ack: Cpu,
+    pub cpu_raw_no_ack: Cpu,
+    pub cpu_apply: Cpu,
+    pub cpu_rebuild: Cpu,
+    /// The stream's signatures checked alone (`treem_proto::signatures::verify_all`).
+    pub signatures: Signatures,
+}
+
+/// ed25519 checks of every signature of the stream, in batches as the
+/// town makes them, on every core: the part of the town's work that no
+/// event goes without, measured alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Signatures {
+    pub checked: u64,
+    pub cores: usize,
+    pub cpu: Cpu,
+}
+
+impl Signatures {
+    pub fn rate(&self) -> f64 {
+        rate(self.checked, self.cpu.wall)
+    }
+}
+
+/// CPU time (user + system) over one stage: of the process doing the work
+/// (this one for the raw consumes and the rebuild, the town binary for the
+/// apply) and of the nats-server, and the stage's wall-clock time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cpu {
+    pub process: Duration,
+    pub nats: Duration,
+    pub wall: Duration,
+}
+
+impl Cpu {
+    /// Measures `work` done in this process.
+    async fn of<T>(work: impl std::future::Future<Output = T>) -> (T, Cpu) {
+        let (started, before) = (Instant::now(), cpu_times());
+        let out = work.await;
+        let after = cpu_times();
+        let cpu = Cpu { process: after.0.saturating_sub(before.0), nats: after.1.saturating_sub(before.1), wall: started.elapsed() };
+        (out, cpu)
+    }
+
+    /// Cores busy on average: `(process, nats-server)`.
+    pub fn cores(&self) -> (f64, f64) {
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        (self.process.as_secs_f64() / wall, self.nats.as_secs_f64() / wall)
+    }
+
+    /// CPU per event in µs over `events`: `(process, nats-server)`.
+    pub fn per_event_us(&self, events: u64) -> (f64, f64) {
+        let n = events.max(1) as f64;
+        (self.process.as_secs_f64() * 1e6 / n, self.nats.as_secs_f64() * 1e6 / n)
+    }
 }
 
 /// Raw consume, the town's apply and the rebuild over the town's stream.
@@ -47,17 +106,18 @@ pub async fn run(opts: &Options, scratch: &Scratch, nats_url: &str) -> anyhow::R
     let stream = subject::town_events_stream("70", "690");
     let batch = treem_town::Config::default().batch_size;
     let mut f = StreamFigures::default();
-    let (read, ack) = raw_consume(&js, &stream, batch, true).await?;
-    f.messages = read;
-    f.raw_consume_ack = ack;
+    let (consumed, cpu) = Cpu::of(raw_consume(&js, &stream, batch, true)).await;
+    let (read, ack) = consumed?;
+    (f.messages, f.raw_consume_ack, f.cpu_raw_ack) = (read, ack, cpu);
     eprintln!("  raw consume, explicit ack: {read} messages, {ack:.0}/s");
-    f.raw_consume_no_ack = raw_consume(&js, &stream, batch, false).await?.1;
+    let (consumed, cpu) = Cpu::of(raw_consume(&js, &stream, batch, false)).await;
+    (f.raw_consume_no_ack, f.cpu_raw_no_ack) = (consumed?.1, cpu);
     eprintln!("  raw consume, no ack: {:.0}/s", f.raw_consume_no_ack);
 
     let last = js.get_stream(&stream).await?.info().await?.state.last_sequence;
     let viewer = Viewer::new()?;
     let http = viewer.client()?;
-    let started = Instant::now();
+    let (started, nats_before) = (Instant::now(), cpu_times().1);
     let town = start_town(opts, scratch, "town-full-stream", &viewer, nats_url).await?;
     let addr = town.addr.clone();
     wait_until("the fresh town applied the whole stream", Duration::from_secs(3600), Duration::from_millis(20), || {
@@ -65,7 +125,10 @@ pub async fn run(opts: &Options, scratch: &Scratch, nats_url: &str) -> anyhow::R
         async move { town_positions(&http, &addr, &[]).await.ok().filter(|(_, s)| *s >= last).map(|_| ()) }
     })
     .await?;
-    f.town_apply = rate(read, started.elapsed());
+    let wall = started.elapsed();
+    f.town_apply = rate(read, wall);
+    // The town's whole life so far is the apply (and its start).
+    f.cpu_apply = Cpu { process: cpu_of(town.pid()?), nats: cpu_times().1.saturating_sub(nats_before), wall };
     f.rss_town_applied = town.peak_rss()?;
     eprintln!("  town applied {read} messages: {:.0}/s, peak RSS {} MiB", f.town_apply, f.rss_town_applied / (1 << 20));
     town.stop().await?;
@@ -77,14 +140,88 @@ pub async fn run(opts: &Options, scratch: &Scratch, nats_url: &str) -> anyhow::R
         ..Default::default()
     };
     let ctx = Ctx::from_config(&config).context("the rebuild's town configuration")?;
-    let started = Instant::now();
-    let (store, rebuilt) = treem_town::rebuild::rebuild_into(&js, &config, &ctx, &scratch.path("rebuild").join("store"))
-        .await
-        .map_err(|e| anyhow::anyhow!("rebuild: {e}"))?;
-    f.rebuild = rate(rebuilt, started.elapsed());
+    let (rebuilt, cpu) = Cpu::of(treem_town::rebuild::rebuild_into(&js, &config, &ctx, &scratch.path("rebuild").join("store"))).await;
+    let (store, rebuilt) = rebuilt.map_err(|e| anyhow::anyhow!("rebuild: {e}"))?;
+    (f.rebuild, f.cpu_rebuild) = (rate(rebuilt, cpu.wall), cpu);
     drop(store);
     eprintln!("  rebuild: {rebuilt} messages, {:.0}/s", f.rebuild);
+    f.signatures = signatures_alone(&js, &stream, batch, &keys_file(scratch)).await?;
+    eprintln!(
+        "  signature checks alone: {} on {} cores, {:.0}/s, {:.2} µs of CPU each",
+        f.signatures.checked,
+        f.signatures.cores,
+        f.signatures.rate(),
+        f.signatures.cpu.per_event_us(f.signatures.checked).0
+    );
     Ok(f)
+}
+
+/// Reads the whole stream, decodes every event (untimed), then checks all
+/// their signatures with [`treem_proto::signatures::verify_all`] the way the
+/// town's preparation does: each batch of `batch` split over the cores, one
+/// `verify_all` per share. Fails if any signature does not verify (the
+/// stream holds only good events).
+async fn signatures_alone(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    batch: usize,
+    keys: &std::path::Path,
+) -> anyhow::Result<Signatures> {
+    use treem_proto::provenance::{PublicKey, decode_sealed, unhex};
+    use treem_proto::signatures::{SignatureCheck, verify_all};
+    let file: treem_town::provenance::KeysFile = serde_json::from_slice(&std::fs::read(keys)?).context("the bench's ward keys file")?;
+    let mut public = std::collections::HashMap::new();
+    for k in file.values().flatten() {
+        public.insert(k.key_id.clone(), PublicKey::from_hex(&k.public_key)?);
+    }
+    let mut s = js.get_stream(stream).await?;
+    let last = s.info().await?.state.last_sequence;
+    let consumer = s
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await?;
+    let mut events = Vec::new();
+    let mut reached = 0;
+    while reached < last {
+        let mut messages = consumer.fetch().max_messages(batch).expires(Duration::from_millis(500)).messages().await?;
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+            reached = reached.max(m.info().map(|i| i.stream_sequence).unwrap_or(0));
+            let (env, seal) = decode_sealed(&m.payload)?;
+            let sig = env.sig.context("an event of the bench without a signature")?;
+            let key = public.get(&sig.key_id).with_context(|| format!("key {} is not in the keys file", sig.key_id))?;
+            events.push((key, seal.signing_bytes, unhex(&sig.signature).context("signature hex")?));
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let share = batch.div_ceil(cores).max(1);
+    let (valid, cpu) = Cpu::of(async {
+        let shares: Vec<&[_]> = events.chunks(share).collect();
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..cores)
+                .map(|t| {
+                    let mine: Vec<&[_]> = shares.iter().skip(t).step_by(cores).copied().collect();
+                    scope.spawn(move || {
+                        mine.iter()
+                            .map(|share| {
+                                let checks: Vec<SignatureCheck<'_>> =
+                                    share.iter().map(|(key, message, signature)| SignatureCheck { key, message, signature }).collect();
+                                verify_all(&checks).into_iter().filter(|ok| *ok).count()
+                            })
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("a checking thread does not panic")).sum::<usize>()
+        })
+    })
+    .await;
+    anyhow::ensure!(valid == events.len(), "{} of the stream's {} signatures did not verify", events.len() - valid, events.len());
+    Ok(Signatures { checked: events.len() as u64, cores, cpu })
 }
 
 /// Peak memory of a ward binary: (idle, after recording `records` events over HTTP from 16 writers).

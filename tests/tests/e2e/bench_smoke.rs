@@ -21,6 +21,8 @@ async fn every_benchmark_stage_runs_and_gives_a_figure() {
         "town: events applied/s from a full stream",
         "catch-up:",
         "projection rebuild",
+        "CPU per event over the full stream",
+        "town: the stream's signatures checked alone",
         "latency: record → visible at the town",
         "latency: record → visible at the province",
         "town API: indicator overview",
