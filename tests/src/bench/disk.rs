@@ -8,6 +8,10 @@
 //!   `flush` and `fdatasync` of sled's `db` and `conf` files (what the
 //!   ward's group commit does), once per record, once per 16 (the most
 //!   16 writers can share) and once per 100 records.
+//! - the CPU time of this process over the 16 writers' run, per record;
+//!   and ed25519 signing alone as the ward signs each record, on every core
+//!   for the stage's duration (every record is signed: a floor under the
+//!   ward's CPU per record).
 //! - raw disk: `write` of the same bytes to a plain file, then `fdatasync`,
 //!   once per record and once per 100.
 //!
@@ -22,11 +26,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::Utc;
 use treem_proto::catalogue::Catalogue;
+use treem_proto::provenance::{Seal, SigningKey};
 use treem_proto::subject::WardPath;
 use treem_ward::WardLog;
 
 use super::Scratch;
-use super::stats::rate;
+use super::stats::{Cpu, rate};
 use super::workload::{AUTHOR, Mix, envelope};
 
 /// Concurrent writers of the second ward figure.
@@ -49,6 +54,13 @@ pub struct DiskFigures {
     pub ward_16: f64,
     /// `append_all` of 100 events at a time from 1 writer (what the CSV import does).
     pub ward_batch_100: f64,
+    /// CPU of this process (the ward log runs in it) over the 16 writers' run,
+    /// and the records they appended.
+    pub cpu_ward_16: Cpu,
+    pub records_ward_16: u64,
+    /// ed25519 signing alone as the ward signs each record, on every core.
+    pub signed: u64,
+    pub cpu_signing: Cpu,
 }
 
 /// Runs the stage: raw disk, raw sled, then the ward log, each for `secs`.
@@ -74,14 +86,58 @@ pub async fn run(scratch: &Scratch, secs: f64) -> anyhow::Result<DiskFigures> {
         ))
     })
     .await??;
-    f.ward_1 = ward_appends(&scratch.dir("disk-ward-1")?, &ward, 1, 1, duration).await?;
-    f.ward_16 = ward_appends(&scratch.dir("disk-ward-16")?, &ward, WRITERS, 1, duration).await?;
-    f.ward_batch_100 = ward_appends(&scratch.dir("disk-ward-batch")?, &ward, 1, BATCH, duration).await?;
+    f.ward_1 = ward_appends(&scratch.dir("disk-ward-1")?, &ward, 1, 1, duration).await?.0;
+    let (sixteen, cpu) = Cpu::of(ward_appends(&scratch.dir("disk-ward-16")?, &ward, WRITERS, 1, duration)).await;
+    (f.ward_16, f.records_ward_16) = sixteen?;
+    f.cpu_ward_16 = cpu;
+    f.ward_batch_100 = ward_appends(&scratch.dir("disk-ward-batch")?, &ward, 1, BATCH, duration).await?.0;
+    let (signed, cpu) = Cpu::of(async { signing_alone(&ward, duration) }).await;
+    (f.signed, f.cpu_signing) = (signed, cpu);
     eprintln!(
         "  raw write+fdatasync {:.0}/s, per {BATCH} {:.0}/s; sled {:.0}/s, per {BATCH} {:.0}/s, per {WRITERS} {:.0}/s; ward 1 writer {:.0}/s, {WRITERS} writers {:.0}/s, batches of {BATCH} {:.0}/s",
         f.write_1, f.write_100, f.sled_1, f.sled_100, f.sled_16, f.ward_1, f.ward_16, f.ward_batch_100
     );
+    eprintln!(
+        "  {WRITERS} writers: {:.1} µs of CPU a record; signing alone: {:.0}/s on {} cores, {:.1} µs of CPU each",
+        f.cpu_ward_16.per_event_us(f.records_ward_16).0,
+        rate(f.signed, f.cpu_signing.wall),
+        cores(),
+        f.cpu_signing.per_event_us(f.signed).0
+    );
     Ok(f)
+}
+
+/// The machine's cores as the process sees them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Signs for `duration` on every core, one thread each, as the ward signs a
+/// record (`SigningKey::sign_sealed`: ed25519 over the record's signing
+/// bytes, the signature written into the envelope as hex). Signatures made.
+fn signing_alone(ward: &WardPath, duration: Duration) -> u64 {
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..cores())
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut env = envelope(ward, 1, Utc::now(), Mix::new(7 + t as u64).next_event());
+                    let seal = Seal::of_envelope(&env);
+                    let key = SigningKey::from_secret(&[t as u8 + 1; 32]);
+                    let mut n = 0u64;
+                    while started.elapsed() < duration {
+                        for _ in 0..64 {
+                            env.sig = None;
+                            key.sign_sealed(&mut env, &seal);
+                        }
+                        n += 64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("a signing thread does not panic")).sum()
+    })
 }
 
 /// Appends `payload` to a new file for `duration`, `fdatasync` every `batch` records. Records per second.
@@ -122,8 +178,8 @@ fn raw_sled(dir: &Path, payload: &[u8], batch: usize, duration: Duration) -> any
 
 /// `writers` tasks append events of the mix (`batch` per `append_all`, or
 /// one `append` when 1) to a new ward log until `duration` has passed.
-/// Records per second.
-async fn ward_appends(dir: &Path, ward: &WardPath, writers: usize, batch: usize, duration: Duration) -> anyhow::Result<f64> {
+/// Records per second, and records appended.
+async fn ward_appends(dir: &Path, ward: &WardPath, writers: usize, batch: usize, duration: Duration) -> anyhow::Result<(f64, u64)> {
     let log = WardLog::open(dir, ward.clone(), Catalogue::shipped()).context("open a ward log")?;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -150,5 +206,5 @@ async fn ward_appends(dir: &Path, ward: &WardPath, writers: usize, batch: usize,
         total += n;
         elapsed = elapsed.max(e);
     }
-    Ok(rate(total, elapsed))
+    Ok((rate(total, elapsed), total))
 }

@@ -158,6 +158,18 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
             format!("{}/s / {}/s of {} B records", num(d.write_1), num(d.write_100), d.payload_bytes),
             d.write_1,
         ));
+        let (ward_us, _) = d.cpu_ward_16.per_event_us(d.records_ward_16);
+        let signing_us = d.cpu_signing.per_event_us(d.signed).0;
+        rows.push(Row::info(
+            format!("ward: CPU per record, {WRITERS} writers; signing alone ({} cores)", super::disk::cores()),
+            format!("{} µs ({} cores busy)", num(ward_us), num(d.cpu_ward_16.cores().0)),
+            format!(
+                "ed25519 signing as the ward signs a record, every core: {}/s, {} µs of CPU each",
+                num(super::stats::rate(d.signed, d.cpu_signing.wall)),
+                num(signing_us)
+            ),
+            ward_us,
+        ));
     }
     if let Some(r) = &f.replication {
         rows.push(Row::rate(
@@ -206,7 +218,7 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         ));
     }
     if let Some(s) = &f.stream {
-        let cpu = |label: &str, c: &super::town::Cpu| {
+        let cpu = |label: &str, c: &super::stats::Cpu| {
             let ((p, n), (pc, nc)) = (c.per_event_us(s.messages), c.cores());
             format!("{label} {} + nats-server {} µs ({} + {} cores busy)", num(p), num(n), num(pc), num(nc))
         };

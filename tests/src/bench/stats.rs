@@ -6,7 +6,7 @@
 //! sorts in milliseconds.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -114,6 +114,39 @@ fn clock_ticks() -> f64 {
 /// CPU time (user + system) so far of process `pid` (zero once it is gone).
 pub fn cpu_of(pid: u32) -> Duration {
     proc_stat(pid).map_or(Duration::ZERO, |(_, _, cpu)| cpu)
+}
+
+/// CPU time (user + system) over one stage: of the process doing the work
+/// (this one for the raw consumes and the rebuild, the town binary for the
+/// apply) and of the nats-server, and the stage's wall-clock time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cpu {
+    pub process: Duration,
+    pub nats: Duration,
+    pub wall: Duration,
+}
+
+impl Cpu {
+    /// Measures `work` done in this process.
+    pub async fn of<T>(work: impl std::future::Future<Output = T>) -> (T, Cpu) {
+        let (started, before) = (Instant::now(), cpu_times());
+        let out = work.await;
+        let after = cpu_times();
+        let cpu = Cpu { process: after.0.saturating_sub(before.0), nats: after.1.saturating_sub(before.1), wall: started.elapsed() };
+        (out, cpu)
+    }
+
+    /// Cores busy on average: `(process, nats-server)`.
+    pub fn cores(&self) -> (f64, f64) {
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        (self.process.as_secs_f64() / wall, self.nats.as_secs_f64() / wall)
+    }
+
+    /// CPU per event in µs over `events`: `(process, nats-server)`.
+    pub fn per_event_us(&self, events: u64) -> (f64, f64) {
+        let n = events.max(1) as f64;
+        (self.process.as_secs_f64() * 1e6 / n, self.nats.as_secs_f64() * 1e6 / n)
+    }
 }
 
 /// A human figure: `12,345`, `1.23`, `0.0456`.

@@ -17,6 +17,7 @@ async fn every_benchmark_stage_runs_and_gives_a_figure() {
     for stage in [
         "ward: durable records/s, 1 writer",
         "ward: durable records/s, 16 writers",
+        "ward: CPU per record, 16 writers; signing alone",
         "ward → town replication",
         "town: events applied/s from a full stream",
         "catch-up:",
