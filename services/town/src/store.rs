@@ -84,6 +84,18 @@ pub struct TownStore {
     /// Moves after every committed batch: views cached at an older value
     /// are stale ([`crate::projection::indicators::FiguresCache`]).
     generation: Arc<AtomicU64>,
+    /// Time spent in order so far (see [`InOrderTimes`]).
+    in_order: Arc<[AtomicU64; 2]>,
+}
+
+/// Wall-clock time the in-order part of committing batches took in this
+/// process since the store was opened: folding them into the overlay, and
+/// sled's `apply_batch` of the result (not the `flush` + `fdatasync`).
+/// What the benchmark reports for the rebuild (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InOrderTimes {
+    pub fold: std::time::Duration,
+    pub commit: std::time::Duration,
 }
 
 impl TownStore {
@@ -109,6 +121,7 @@ impl TownStore {
             path: path.into(),
             replay_results: Arc::default(),
             generation: Arc::default(),
+            in_order: Arc::default(),
         })
     }
 
@@ -120,6 +133,12 @@ impl TownStore {
     /// read `g` is current until it reads more than `g`.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The in-order time of every batch committed through this handle (and its clones).
+    pub fn in_order_times(&self) -> InOrderTimes {
+        let ns = |i: usize| std::time::Duration::from_nanos(self.in_order[i].load(Ordering::Relaxed));
+        InOrderTimes { fold: ns(0), commit: ns(1) }
     }
 
     /// Folds messages `(subject, payload, stream_seq)` and commits them
@@ -178,6 +197,8 @@ impl TownStore {
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
         self.generation.fetch_add(1, Ordering::Release);
         let committed = started.elapsed();
+        self.in_order[0].fetch_add(folded.as_nanos() as u64, Ordering::Relaxed);
+        self.in_order[1].fetch_add((committed - folded).as_nanos() as u64, Ordering::Relaxed);
         tracing::debug!(
             messages = messages.len(),
             fold_us = folded.as_micros() as u64,

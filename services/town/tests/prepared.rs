@@ -10,6 +10,7 @@
 //! parallel) end in the same contents as well.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use treem_proto::catalogue::Catalogue;
@@ -20,7 +21,7 @@ use treem_proto::subject::{self, WardPath};
 use treem_town::fold::{self, Ctx, Dirty, Outcome};
 use treem_town::kv::MemKv;
 use treem_town::provenance::WardKeys;
-use treem_town::store::TownStore;
+use treem_town::store::{InOrderTimes, TownStore};
 use uuid::Uuid;
 
 const A: &str = "25320";
@@ -249,8 +250,13 @@ fn the_store_batches_end_in_the_contents_of_the_plain_fold() {
         let numbered: Vec<(String, Vec<u8>, u64)> =
             messages.iter().enumerate().map(|(i, (s, b))| (s.clone(), b.clone(), i as u64 + 1)).collect();
         let (first, rest) = numbered.split_at(5);
+        assert_eq!(store.in_order_times(), InOrderTimes::default(), "a store just opened has folded nothing");
         got.extend(store.apply_batch(&ctx, first).unwrap());
+        let once = store.in_order_times();
+        assert!(once.fold > Duration::ZERO && once.commit > Duration::ZERO, "seed {seed}: {once:?}");
         got.extend(store.apply_batch(&ctx, rest).unwrap());
+        let twice = store.in_order_times();
+        assert!(twice.fold > once.fold && twice.commit > once.commit, "seed {seed}: {once:?} then {twice:?}");
         assert_eq!(got, outcomes, "seed {seed}: outcomes");
         // The store adds its stream position and the outbox for the province.
         let contents: BTreeMap<Vec<u8>, Vec<u8>> = store

@@ -233,6 +233,22 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
             figure: s.cpu_apply.per_event_us(s.messages).0,
         });
     }
+    if let Some(s) = f.stream.as_ref().filter(|s| s.rebuild_in_order.commit > std::time::Duration::ZERO) {
+        let per_event = |d: std::time::Duration| d.as_secs_f64() * 1e6 / s.messages.max(1) as f64;
+        let (fold, commit) = (per_event(s.rebuild_in_order.fold), per_event(s.rebuild_in_order.commit));
+        rows.push(Row::info(
+            "rebuild: in-order time per event (one thread)".into(),
+            format!(
+                "fold {} µs + sled `apply_batch` {} µs = {} µs of the rebuild's {} µs per event",
+                num(fold),
+                num(commit),
+                num(fold + commit),
+                num(1e6 / s.rebuild.max(f64::MIN_POSITIVE))
+            ),
+            "—".into(),
+            fold + commit,
+        ));
+    }
     if let Some(s) = f.stream.as_ref().filter(|s| s.signatures.checked > 0) {
         let g = &s.signatures;
         rows.push(Row {

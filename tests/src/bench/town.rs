@@ -13,7 +13,9 @@
 //!   rebuild` runs) into a fresh store, in this process.
 //! - the CPU time of each of the four, of the process doing the work and
 //!   of the nats-server (`/proc`): whether the machine's two cores were the
-//!   limit, and what an event cost each side;
+//!   limit, and what an event cost each side; and the rebuild's in-order
+//!   time (its fold and sled's `apply_batch`, one thread,
+//!   [`treem_town::store::InOrderTimes`]);
 //! - the memory of a ward: a ward binary with an empty log, idle, then
 //!   while it records over HTTP.
 
@@ -49,6 +51,8 @@ pub struct StreamFigures {
     pub cpu_rebuild: Cpu,
     /// The stream's signatures checked alone (`treem_proto::signatures::verify_all`).
     pub signatures: Signatures,
+    /// The rebuild's in-order time: the fold, and sled's `apply_batch`.
+    pub rebuild_in_order: treem_town::store::InOrderTimes,
 }
 
 /// ed25519 checks of every signature of the stream, in batches as the
@@ -110,6 +114,7 @@ pub async fn run(opts: &Options, scratch: &Scratch, nats_url: &str) -> anyhow::R
     let (rebuilt, cpu) = Cpu::of(treem_town::rebuild::rebuild_into(&js, &config, &ctx, &scratch.path("rebuild").join("store"))).await;
     let (store, rebuilt) = rebuilt.map_err(|e| anyhow::anyhow!("rebuild: {e}"))?;
     (f.rebuild, f.cpu_rebuild) = (rate(rebuilt, cpu.wall), cpu);
+    f.rebuild_in_order = store.in_order_times();
     drop(store);
     eprintln!("  rebuild: {rebuilt} messages, {:.0}/s", f.rebuild);
     f.signatures = signatures_alone(&js, &stream, batch, &keys_file(scratch)).await?;

@@ -23,6 +23,7 @@ async fn every_benchmark_stage_runs_and_gives_a_figure() {
         "catch-up:",
         "projection rebuild",
         "CPU per event over the full stream",
+        "rebuild: in-order time per event",
         "town: the stream's signatures checked alone",
         "latency: record → visible at the town",
         "latency: record → visible at the province",
