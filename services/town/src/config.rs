@@ -190,7 +190,8 @@ impl Config {
             self.backoff_max_ms = parse(&k, x)?;
         }
         if let Some((_, x)) = v("HIERARCHY_FILE") {
-            self.hierarchy_file = Some(x.into());
+            // Empty unsets it, as for the other files (and in the ward and the province).
+            self.hierarchy_file = (!x.is_empty()).then(|| x.into());
         }
         if let Some((_, x)) = v("CATALOGUE_FILE") {
             self.catalogue_file = (!x.is_empty()).then(|| x.into());
@@ -364,5 +365,11 @@ mod tests {
         assert!(!c.auth && c.validate().is_ok(), "off on loopback");
         c.http_addr = "0.0.0.0:7420".parse().unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("auth = false"));
+        // A file set, then unset by an empty variable: the shipped data again.
+        for var in ["TREEM_TOWN_HIERARCHY_FILE", "TREEM_TOWN_CATALOGUE_FILE", "TREEM_TOWN_WARD_KEYS_FILE"] {
+            c.apply_env(|k| (k == var).then(|| "/etc/treem/x.json".into())).unwrap();
+            c.apply_env(|k| (k == var).then(String::new)).unwrap();
+        }
+        assert_eq!((c.hierarchy_file, c.catalogue_file, c.ward_keys_file), (None, None, None));
     }
 }
