@@ -85,7 +85,14 @@ pub struct TownStore {
     /// are stale ([`crate::projection::indicators::FiguresCache`]).
     generation: Arc<AtomicU64>,
     /// Time spent in order so far (see [`InOrderTimes`]).
-    in_order: Arc<[AtomicU64; 2]>,
+    in_order: Arc<InOrderNanos>,
+}
+
+/// [`InOrderTimes`] as they add up, in nanoseconds.
+#[derive(Default)]
+struct InOrderNanos {
+    fold: AtomicU64,
+    commit: AtomicU64,
 }
 
 /// Wall-clock time the in-order part of committing batches took in this
@@ -137,8 +144,8 @@ impl TownStore {
 
     /// The in-order time of every batch committed through this handle (and its clones).
     pub fn in_order_times(&self) -> InOrderTimes {
-        let ns = |i: usize| std::time::Duration::from_nanos(self.in_order[i].load(Ordering::Relaxed));
-        InOrderTimes { fold: ns(0), commit: ns(1) }
+        let time = |ns: &AtomicU64| std::time::Duration::from_nanos(ns.load(Ordering::Relaxed));
+        InOrderTimes { fold: time(&self.in_order.fold), commit: time(&self.in_order.commit) }
     }
 
     /// Folds messages `(subject, payload, stream_seq)` and commits them
@@ -197,8 +204,8 @@ impl TownStore {
         self.tree.apply_batch(batch).map_err(|e| StoreError::Write(e.to_string()))?;
         self.generation.fetch_add(1, Ordering::Release);
         let committed = started.elapsed();
-        self.in_order[0].fetch_add(folded.as_nanos() as u64, Ordering::Relaxed);
-        self.in_order[1].fetch_add((committed - folded).as_nanos() as u64, Ordering::Relaxed);
+        self.in_order.fold.fetch_add(folded.as_nanos() as u64, Ordering::Relaxed);
+        self.in_order.commit.fetch_add((committed - folded).as_nanos() as u64, Ordering::Relaxed);
         tracing::debug!(
             messages = messages.len(),
             fold_us = folded.as_micros() as u64,

@@ -31,7 +31,7 @@ use treem_proto::subject::WardPath;
 use treem_ward::WardLog;
 
 use super::Scratch;
-use super::stats::{Cpu, rate};
+use super::stats::{Cpu, cores, rate};
 use super::workload::{AUTHOR, Mix, envelope};
 
 /// Concurrent writers of the second ward figure.
@@ -105,11 +105,6 @@ pub async fn run(scratch: &Scratch, secs: f64) -> anyhow::Result<DiskFigures> {
         f.cpu_signing.per_event_us(f.signed).0
     );
     Ok(f)
-}
-
-/// The machine's cores as the process sees them.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Signs for `duration` on every core, one thread each, as the ward signs a

@@ -80,6 +80,17 @@ pub async fn raw_publish(js: &jetstream::Context, messages: &[RawMessage], in_fl
 /// Reads every message of `stream` through a new pull consumer, in fetches
 /// of `batch`, acking each one if `explicit_ack`. Returns (messages, per second).
 pub async fn raw_consume(js: &jetstream::Context, stream: &str, batch: usize, explicit_ack: bool) -> anyhow::Result<(u64, f64)> {
+    consume_each(js, stream, batch, explicit_ack, |_| Ok(())).await
+}
+
+/// [`raw_consume`], handing each message to `each` (before its ack).
+pub async fn consume_each(
+    js: &jetstream::Context,
+    stream: &str,
+    batch: usize,
+    explicit_ack: bool,
+    mut each: impl FnMut(&jetstream::Message) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, f64)> {
     let mut s = js.get_stream(stream).await.with_context(|| format!("stream {stream}"))?;
     let last = s.info().await?.state.last_sequence;
     let ack_policy = if explicit_ack { consumer::AckPolicy::Explicit } else { consumer::AckPolicy::None };
@@ -101,6 +112,7 @@ pub async fn raw_consume(js: &jetstream::Context, stream: &str, batch: usize, ex
             let m = m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
             reached = reached.max(m.info().map(|i| i.stream_sequence).unwrap_or(0));
             read += 1;
+            each(&m)?;
             if explicit_ack {
                 m.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             }

@@ -11,7 +11,7 @@ use super::disk::{BATCH, DiskFigures, WRITERS};
 use super::jetstream::{IN_FLIGHT, Replication};
 use super::postgres::PgFigures;
 use super::scale::{ScaleFigures, Setup};
-use super::stats::{Latencies, count, num};
+use super::stats::{Cpu, Latencies, cores, count, num, rate};
 use super::system::LiveFigures;
 use super::town::StreamFigures;
 
@@ -161,11 +161,11 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         let (ward_us, _) = d.cpu_ward_16.per_event_us(d.records_ward_16);
         let signing_us = d.cpu_signing.per_event_us(d.signed).0;
         rows.push(Row::info(
-            format!("ward: CPU per record, {WRITERS} writers; signing alone ({} cores)", super::disk::cores()),
+            format!("ward: CPU per record, {WRITERS} writers; signing alone ({} cores)", cores()),
             format!("{} µs ({} cores busy)", num(ward_us), num(d.cpu_ward_16.cores().0)),
             format!(
                 "ed25519 signing as the ward signs a record, every core: {}/s, {} µs of CPU each",
-                num(super::stats::rate(d.signed, d.cpu_signing.wall)),
+                num(rate(d.signed, d.cpu_signing.wall)),
                 num(signing_us)
             ),
             ward_us,
@@ -218,20 +218,16 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
         ));
     }
     if let Some(s) = &f.stream {
-        let cpu = |label: &str, c: &super::stats::Cpu| {
+        let cpu = |label: &str, c: &Cpu| {
             let ((p, n), (pc, nc)) = (c.per_event_us(s.messages), c.cores());
             format!("{label} {} + nats-server {} µs ({} + {} cores busy)", num(p), num(n), num(pc), num(nc))
         };
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        rows.push(Row {
-            stage: format!("CPU per event over the full stream ({cores} cores)"),
-            treem: format!("{}; {}", cpu("apply: town", &s.cpu_apply), cpu("rebuild:", &s.cpu_rebuild)),
-            raw: format!("{}; {}", cpu("fetch + ack: client", &s.cpu_raw_ack), cpu("no ack: client", &s.cpu_raw_no_ack)),
-            ratio: None,
-            goal: "—".into(),
-            met: None,
-            figure: s.cpu_apply.per_event_us(s.messages).0,
-        });
+        rows.push(Row::info(
+            format!("CPU per event over the full stream ({} cores)", cores()),
+            format!("{}; {}", cpu("apply: town", &s.cpu_apply), cpu("rebuild:", &s.cpu_rebuild)),
+            format!("{}; {}", cpu("fetch + ack: client", &s.cpu_raw_ack), cpu("no ack: client", &s.cpu_raw_no_ack)),
+            s.cpu_apply.per_event_us(s.messages).0,
+        ));
     }
     if let Some(s) = f.stream.as_ref().filter(|s| s.rebuild_in_order.commit > std::time::Duration::ZERO) {
         let per_event = |d: std::time::Duration| d.as_secs_f64() * 1e6 / s.messages.max(1) as f64;
@@ -251,21 +247,18 @@ pub fn rows(opts: &Options, f: &Figures) -> Vec<Row> {
     }
     if let Some(s) = f.stream.as_ref().filter(|s| s.signatures.checked > 0) {
         let g = &s.signatures;
-        rows.push(Row {
-            stage: "town: the stream's signatures checked alone (ed25519, every event has one), per s".into(),
-            treem: "—".into(),
-            raw: format!(
+        rows.push(Row::info(
+            "town: the stream's signatures checked alone (ed25519, every event has one), per s".into(),
+            "—".into(),
+            format!(
                 "`verify_all` in shares of batches of {} on {} cores: {}/s, {} µs of CPU each",
                 count(treem_town::Config::default().batch_size as u64),
                 g.cores,
                 num(g.rate()),
                 num(g.cpu.per_event_us(g.checked).0)
             ),
-            ratio: None,
-            goal: "—".into(),
-            met: None,
-            figure: g.rate(),
-        });
+            g.rate(),
+        ));
     }
     if let Some(l) = f.live.as_ref().filter(|l| !l.latency_town.is_empty()) {
         let extra = if l.latency_missing > 0 { format!(" ({} events never seen)", l.latency_missing) } else { String::new() };

@@ -91,7 +91,7 @@ pub fn cpu_times() -> (Duration, Duration) {
             }
         }
     }
-    (proc_stat(me).map_or(Duration::ZERO, |(_, _, cpu)| cpu), nats)
+    (cpu_of(me), nats)
 }
 
 /// `(comm, ppid, utime + stime)` of a process.
@@ -114,6 +114,11 @@ fn clock_ticks() -> f64 {
 /// CPU time (user + system) so far of process `pid` (zero once it is gone).
 pub fn cpu_of(pid: u32) -> Duration {
     proc_stat(pid).map_or(Duration::ZERO, |(_, _, cpu)| cpu)
+}
+
+/// The machine's cores as this process sees them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// CPU time (user + system) over one stage: of the process doing the work

@@ -29,9 +29,9 @@ use treem_proto::subject;
 use treem_town::fold::Ctx;
 
 use super::hierarchy::{BENCH_TOWN, RSS_WARD};
-use super::jetstream::{context, raw_consume};
+use super::jetstream::{consume_each, context, raw_consume};
 use super::procs::{Service, Viewer};
-use super::stats::{Cpu, cpu_of, cpu_times, rate};
+use super::stats::{Cpu, cores, cpu_of, cpu_times, rate};
 use super::system::{keys_file, start_town, town_positions, ward_env};
 use super::{Options, Scratch, wait_until};
 
@@ -146,30 +146,16 @@ async fn signatures_alone(
     for k in file.values().flatten() {
         public.insert(k.key_id.clone(), PublicKey::from_hex(&k.public_key)?);
     }
-    let mut s = js.get_stream(stream).await?;
-    let last = s.info().await?.state.last_sequence;
-    let consumer = s
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await?;
     let mut events = Vec::new();
-    let mut reached = 0;
-    while reached < last {
-        let mut messages = consumer.fetch().max_messages(batch).expires(Duration::from_millis(500)).messages().await?;
-        while let Some(m) = messages.next().await {
-            let m = m.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-            reached = reached.max(m.info().map(|i| i.stream_sequence).unwrap_or(0));
-            let (env, seal) = decode_sealed(&m.payload)?;
-            let sig = env.sig.context("an event of the bench without a signature")?;
-            let key = public.get(&sig.key_id).with_context(|| format!("key {} is not in the keys file", sig.key_id))?;
-            events.push((key, seal.signing_bytes, unhex(&sig.signature).context("signature hex")?));
-        }
-    }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    consume_each(js, stream, batch, false, |m| {
+        let (env, seal) = decode_sealed(&m.payload)?;
+        let sig = env.sig.context("an event of the bench without a signature")?;
+        let key = public.get(&sig.key_id).with_context(|| format!("key {} is not in the keys file", sig.key_id))?;
+        events.push((key, seal.signing_bytes, unhex(&sig.signature).context("signature hex")?));
+        Ok(())
+    })
+    .await?;
+    let cores = cores();
     let share = batch.div_ceil(cores).max(1);
     let (valid, cpu) = Cpu::of(async {
         let shares: Vec<&[_]> = events.chunks(share).collect();
